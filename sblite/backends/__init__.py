@@ -1,0 +1,90 @@
+"""The backend seam: which engine loads, adapts and trains the model.
+
+- ``unsloth`` (``sblite/backends/unsloth.py``): Unsloth's 4-bit LoRA and fused kernels; CUDA only.
+- ``hf`` (``sblite/backends/hf.py``): transformers + PEFT (+ bitsandbytes for QLoRA on CUDA); runs anywhere.
+
+``select_backend`` decides, and says why, without importing either engine: ``import unsloth`` raises on a
+machine without CUDA and costs seconds where it works, so only the chosen backend module imports it.
+The rest of sblite asks this module for a backend and never branches on which one it got.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Literal
+
+BackendName = Literal["unsloth", "hf"]
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    name: BackendName
+    reason: str
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def unsloth_installed() -> bool:
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def select_backend(requested: str = "auto") -> BackendChoice:
+    """Resolve ``auto|unsloth|hf`` to a concrete backend, with the reason shown in logs and ``doctor``.
+
+    Asking for ``unsloth`` where it cannot run is an error, not a silent fallback.
+    """
+    if requested == "hf":
+        return BackendChoice("hf", "requested explicitly")
+    cuda = cuda_available()
+    has_unsloth = unsloth_installed()
+    if requested == "unsloth":
+        if not cuda:
+            raise RuntimeError("backend 'unsloth' needs a CUDA GPU and none is visible; use --backend hf")
+        if not has_unsloth:
+            raise RuntimeError(
+                "backend 'unsloth' is not installed; pip install 'sblite[gpu]' or use --backend hf"
+            )
+        return BackendChoice("unsloth", "requested explicitly")
+    if requested != "auto":
+        raise ValueError(f"unknown backend {requested!r}; choose auto, unsloth or hf")
+    if cuda and has_unsloth:
+        return BackendChoice("unsloth", "CUDA GPU found and unsloth is installed")
+    if cuda:
+        return BackendChoice("hf", "CUDA GPU found but unsloth is not installed (pip install 'sblite[gpu]')")
+    return BackendChoice("hf", "no CUDA GPU: Unsloth needs one; transformers + PEFT on CPU")
+
+
+def unsloth_load_kwargs(model_cfg, lora_cfg) -> dict:
+    """Keyword arguments for ``FastLanguageModel.from_pretrained`` (shown by ``--dry-run``, used on GPU)."""
+    kwargs = {
+        "model_name": model_cfg.name_or_path,
+        "max_seq_length": model_cfg.max_seq_length,
+        "load_in_4bit": model_cfg.load_in_4bit,
+        "dtype": None if model_cfg.dtype == "auto" else model_cfg.dtype,
+        "fast_inference": model_cfg.fast_inference,
+    }
+    if model_cfg.fast_inference:
+        kwargs["max_lora_rank"] = model_cfg.max_lora_rank or lora_cfg.r
+        kwargs["gpu_memory_utilization"] = model_cfg.gpu_memory_utilization
+    return kwargs
+
+
+def lora_kwargs(lora_cfg, *, seed: int = 42) -> dict:
+    """LoRA settings shared by both backends (``get_peft_model`` / ``peft.LoraConfig``)."""
+    return {
+        "r": lora_cfg.r,
+        "lora_alpha": lora_cfg.alpha,
+        "lora_dropout": lora_cfg.dropout,
+        "target_modules": lora_cfg.target_modules,
+        "use_rslora": lora_cfg.use_rslora,
+        "bias": "none",
+        "random_state": seed,
+        "use_gradient_checkpointing": lora_cfg.use_gradient_checkpointing,
+    }

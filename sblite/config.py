@@ -1,0 +1,382 @@
+"""Typed recipes: ``recipes/*.yaml`` → validated pydantic models, with ``--set a.b=c`` overrides.
+
+A recipe is nested like its YAML: ``model``, ``lora``, ``data``, ``sft``, ``grpo``, ``reward``, ``eval``,
+``export``. Every model forbids unknown keys, so a misspelled knob is an error naming the key and the file
+instead of a silently ignored setting (TRL's ``TrlParser`` behaves the same way). Cross-field checks live
+in validators whose message says what to change.
+
+Only pydantic and PyYAML are imported here: loading a recipe must stay instant (``sblite train --dry-run``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message is one line naming the file, the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+# ------------------------------------------------------------------------------------------------ sections
+
+
+class ModelConfig(_Strict):
+    """Which model, and how it is loaded. ``backend: auto`` picks Unsloth on CUDA when it imports, else HF."""
+
+    name_or_path: str = Field(
+        description="HF id or local dir; 'builtin:tiny-random' / 'builtin:smollm2-135m'"
+    )
+    gguf_file: str | None = Field(None, description="load weights from this GGUF inside name_or_path")
+    adapter: str | None = Field(None, description="LoRA adapter to start from (e.g. an SFT run's sft/)")
+    backend: Literal["auto", "unsloth", "hf"] = "auto"
+    load_in_4bit: bool = False
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    max_seq_length: int = Field(2048, ge=64)
+    trust_remote_code: bool = False
+    chat_template: str | None = Field(None, description="Jinja template overriding the tokenizer's")
+    instruction_in_user: bool = Field(False, description="put the budget instruction in the user turn")
+    # Unsloth-only: vLLM rollouts inside the training process.
+    fast_inference: bool = False
+    max_lora_rank: int | None = Field(None, ge=1, description="Unsloth fast_inference: largest LoRA rank")
+    gpu_memory_utilization: float = Field(0.6, gt=0, le=1)
+
+
+class LoraConfig(_Strict):
+    enabled: bool = True
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    use_rslora: bool = False
+    use_gradient_checkpointing: bool | Literal["unsloth"] = "unsloth"
+
+
+class DataConfig(_Strict):
+    """The prepared data (``sblite prepare`` output) and how it becomes prompts."""
+
+    path: str | None = Field(None, description="a `sblite prepare` output dir; `--data` overrides")
+    source: str | None = Field(None, description="what `sblite prepare --dataset` to run when path is unset")
+    labels: Literal["reference", "sample"] = "reference"
+    limit: int | None = Field(None, ge=1)
+    max_prompt_length: int = Field(512, ge=16, description="prompts longer than this (tokens) are dropped")
+    seed: int = 0
+
+
+class _TrainerKnobs(_Strict):
+    """Knobs shared by both TRL trainers (``transformers.TrainingArguments``)."""
+
+    learning_rate: float = Field(1e-4, gt=0)
+    max_steps: int = Field(-1, ge=-1, description="-1: run num_train_epochs")
+    num_train_epochs: float = Field(1.0, gt=0)
+    per_device_train_batch_size: int = Field(4, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    lr_scheduler_type: str = "linear"
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    optim: str = "adamw_torch"
+    logging_steps: int = Field(1, ge=1)
+    save_steps: int = Field(50, ge=1, description="checkpoint every N optimizer steps (for --resume)")
+    save_total_limit: int | None = Field(2, ge=1)
+    seed: int = 42
+    report_to: list[str] = Field(default_factory=list, description="tensorboard / trackio / wandb")
+    deepspeed: str | None = Field(None, description="DeepSpeed JSON for `accelerate launch` users")
+    fsdp: str | None = Field(None, description="FSDP option string, e.g. 'full_shard auto_wrap'")
+    trl_args: dict[str, Any] = Field(
+        default_factory=dict, description="extra keyword arguments passed verbatim to the TRL config"
+    )
+
+
+class SFTConfig(_TrainerKnobs):
+    """Budget SFT (cold start) on the prepared ``<budget>…</budget><solution>…`` targets."""
+
+    enabled: bool = True
+    learning_rate: float = Field(2e-4, gt=0)
+    max_length: int = Field(1024, ge=16)
+    packing: bool = False
+    completion_only_loss: bool = True
+
+
+class GRPOConfig(_TrainerKnobs):
+    """Budget-guided GRPO. Defaults suit a length objective: dr_grpo loss, truncated completions masked."""
+
+    enabled: bool = True
+    learning_rate: float = Field(1e-6, gt=0)
+    num_generations: int = Field(8, description="completions sampled per prompt (the GRPO group)")
+    max_completion_length: int = Field(1024, ge=8)
+    temperature: float = Field(0.8, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    beta: float = Field(0.0, ge=0, description="KL coefficient; 0 skips the reference model")
+    epsilon: float = Field(0.2, gt=0)
+    epsilon_high: float | None = Field(None, gt=0, description="DAPO clip-higher; None = epsilon")
+    num_iterations: int = Field(1, ge=1)
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "dr_grpo"
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    mask_truncated_completions: bool = True
+    log_completions: bool = True
+    num_completions_to_print: int = Field(2, ge=0)
+    completion_headroom: float = Field(
+        1.25, ge=1.0, description="max_completion_length must be >= headroom × the data's p90 budget"
+    )
+    use_vllm: bool = False
+    vllm_mode: Literal["server", "colocate"] = "colocate"
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+
+    @field_validator("num_generations")
+    @classmethod
+    def _group_size(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError(
+                f"num_generations={v}: GRPO needs at least 2 completions per prompt to compare; set 2 or more"
+            )
+        return v
+
+
+class RewardConfig(_Strict):
+    """The SelfBudgeter reward constants (``../shared/docs/METHOD.md``, Phase 2).
+
+    ``sC_min + r_b >= sW_max`` (accuracy dominance): a correct answer, even with the over-budget penalty,
+    never scores below the best wrong answer.
+    """
+
+    r_f: float = Field(-1.0, description="reward when the <budget>/<solution> format fails")
+    r_b: float = Field(-0.5, le=0, description="penalty for a budget above b_max")
+    sC_min: float = 0.5
+    sC_max: float = 1.0
+    sW_min: float = -0.5
+    sW_max: float = 0.0
+    alpha_start: float = Field(6.0, gt=0)
+    alpha_end: float = Field(0.1, gt=0)
+    alpha_schedule: Literal["linear", "constant"] = Field(
+        "linear", description="linear: alpha_start→alpha_end over training; constant: alpha_start throughout"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RewardConfig:
+        if self.sC_max < self.sC_min:
+            raise ValueError(f"sC_max={self.sC_max} < sC_min={self.sC_min}; swap them")
+        if self.sW_max < self.sW_min:
+            raise ValueError(f"sW_max={self.sW_max} < sW_min={self.sW_min}; swap them")
+        if self.sC_min + self.r_b < self.sW_max:
+            raise ValueError(
+                f"accuracy dominance fails: sC_min + r_b = {self.sC_min} + {self.r_b} = "
+                f"{self.sC_min + self.r_b:g} < sW_max = {self.sW_max}; raise sC_min to at least "
+                f"{self.sW_max - self.r_b:g}, or raise r_b to at least {self.sW_max - self.sC_min:g}, "
+                f"or lower sW_max to at most {self.sC_min + self.r_b:g}"
+            )
+        if self.alpha_schedule == "linear" and self.alpha_end > self.alpha_start:
+            raise ValueError(
+                f"alpha_end={self.alpha_end} > alpha_start={self.alpha_start}: the tolerance must shrink; "
+                "swap them or use alpha_schedule: constant"
+            )
+        return self
+
+
+class RewardSection(RewardConfig):
+    """The recipe's ``reward`` section: which registry rewards to use, their weights, and the constants."""
+
+    funcs: list[str] = Field(default_factory=lambda: ["selfbudgeter"], min_length=1)
+    weights: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _weights_match(self) -> RewardSection:
+        if self.weights is not None and len(self.weights) != len(self.funcs):
+            raise ValueError(
+                f"reward.weights has {len(self.weights)} entries for {len(self.funcs)} funcs; give one per func"
+            )
+        return self
+
+
+class EvalConfig(_Strict):
+    dataset: str = "gsm8k-test"
+    limit: int | None = Field(200, ge=1)
+    mode: Literal["self", "prefill", "none"] = "self"
+    budgets: list[int] = Field(default_factory=lambda: [64, 128, 256, 512])
+    n_samples: int = Field(1, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    max_new_tokens: int = Field(1024, ge=8)
+    batch_size: int = Field(16, ge=1)
+
+
+class ExportConfig(_Strict):
+    quant: Literal["f32", "f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k"] = "q8_0"
+    merge_dtype: Literal["bf16", "f16", "f32"] = "bf16"
+    ollama: bool = False
+    verify: bool = True
+
+
+class Recipe(_Strict):
+    """A whole training recipe. ``stages`` runs in order; each stage reads its own section."""
+
+    name: str
+    description: str = ""
+    stages: list[Literal["sft", "grpo"]] = Field(default_factory=lambda: ["sft", "grpo"], min_length=1)
+    output_dir: str = "runs/{name}"
+    model: ModelConfig
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    grpo: GRPOConfig = Field(default_factory=GRPOConfig)
+    reward: RewardSection = Field(default_factory=RewardSection)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Recipe:
+        if "grpo" in self.stages:
+            g = self.grpo
+            batch = g.per_device_train_batch_size * g.gradient_accumulation_steps
+            if batch % g.num_generations:
+                raise ValueError(
+                    f"grpo.per_device_train_batch_size × grpo.gradient_accumulation_steps = {batch} is not "
+                    f"divisible by grpo.num_generations = {g.num_generations}; make it a multiple (e.g. "
+                    f"grpo.per_device_train_batch_size={g.num_generations})"
+                )
+            need = self.data.max_prompt_length + self.grpo.max_completion_length
+            if need > self.model.max_seq_length:
+                raise ValueError(
+                    f"data.max_prompt_length + grpo.max_completion_length = {need} exceeds "
+                    f"model.max_seq_length = {self.model.max_seq_length}; raise max_seq_length or lower one"
+                )
+        if "sft" in self.stages and self.sft.max_length > self.model.max_seq_length:
+            raise ValueError(
+                f"sft.max_length = {self.sft.max_length} exceeds model.max_seq_length = "
+                f"{self.model.max_seq_length}; lower sft.max_length"
+            )
+        if (
+            self.model.fast_inference
+            and self.model.max_lora_rank is not None
+            and self.lora.r > self.model.max_lora_rank
+        ):
+            raise ValueError(
+                f"lora.r = {self.lora.r} exceeds model.max_lora_rank = {self.model.max_lora_rank} "
+                "(vLLM rollouts cannot hold a larger adapter); raise max_lora_rank"
+            )
+        return self
+
+    @property
+    def resolved_output_dir(self) -> str:
+        return self.output_dir.format(name=self.name)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def recipe_dirs() -> list[Path]:
+    """Where ``--recipe NAME`` looks: $SBLITE_RECIPES, ./recipes, then the recipes shipped with sblite."""
+    dirs = [Path(p) for p in os.environ.get("SBLITE_RECIPES", "").split(os.pathsep) if p]
+    dirs.append(Path.cwd() / "recipes")
+    dirs.append(Path(__file__).resolve().parent.parent / "recipes")
+    seen: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in seen:
+            seen.append(d.resolve())
+    return seen
+
+
+def list_recipes() -> dict[str, Path]:
+    """Recipe name → file, first directory wins (so a local ``recipes/`` shadows the shipped ones)."""
+    found: dict[str, Path] = {}
+    for d in recipe_dirs():
+        for path in sorted(d.rglob("*")):
+            if path.suffix in RECIPE_SUFFIXES:
+                found.setdefault(path.stem, path)
+    return found
+
+
+def find_recipe(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in RECIPE_SUFFIXES or os.sep in name_or_path:
+        if not path.is_file():
+            raise RecipeError(f"{name_or_path}: no such recipe file; check the path")
+        return path
+    recipes = list_recipes()
+    if name_or_path not in recipes:
+        names = ", ".join(sorted(recipes)) or "none found"
+        raise RecipeError(f"unknown recipe {name_or_path!r}; known recipes: {names} (or pass a .yaml path)")
+    return recipes[name_or_path]
+
+
+def _parse_scalar(text: str) -> Any:
+    """A ``--set`` value as YAML (so ``1e-5``, ``true``, ``[a, b]`` and ``null`` mean what they look like)."""
+    for number in (int, float):  # YAML 1.1 reads "5e-6" as a string
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str = "--set") -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides to a raw recipe dict (in place, also returned)."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"{source} {item!r}: expected KEY=VALUE, e.g. grpo.learning_rate=5e-6")
+        parts = key.strip().split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise RecipeError(f"{source} {item!r}: {'.'.join(parts[: i + 1])} is not a section")
+            node = child
+        node[parts[-1]] = _parse_scalar(value)
+    return data
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(
+                f"{source}: unknown key '{loc}'; remove it or fix the spelling (see `sblite recipes`)"
+            )
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {loc + ': ' if loc else ''}{msg}")
+    return "; ".join(lines)
+
+
+def load_recipe_dict(data: dict[str, Any], *, source: str = "<recipe>") -> Recipe:
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as err:
+        raise RecipeError(_format_error(err, source)) from None
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
+    """Load, override and validate a recipe by name or path; raises ``RecipeError`` with a one-line fix."""
+    path = find_recipe(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise RecipeError(f"{path}{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping with sections model, sft, grpo, …")
+    raw.setdefault("name", path.stem)
+    apply_overrides(raw, overrides or [])
+    return load_recipe_dict(raw, source=str(path))
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The resolved recipe as YAML (what ``--dry-run`` prints and ``recipe.resolved.yaml`` stores)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

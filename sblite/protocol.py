@@ -1,0 +1,334 @@
+"""The budget protocol: the single source of truth for SelfBudgeter's output format.
+
+A budgeted completion reads
+
+    <budget>312</budget><solution> ...reasoning... \\boxed{42}</solution>
+
+Everything that writes, reads or measures that format goes through this module: the prompts that ask for
+it (``build_messages``, ``render_prompt``), the SFT targets (``render_completion``), the parser used by the
+reward and by evaluation (``parse_completion``), the pre-fill string that forces a user budget
+(``prefill``), and the length measure every stage shares (``count_solution_tokens``: tokens after
+``</budget>``). Keeping one definition means a budget learned in SFT, rewarded in GRPO and checked in
+``sblite eval`` is the same number.
+
+Nothing here imports torch or transformers; a tokenizer is any object with ``encode``/``decode``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+BUDGET_OPEN, BUDGET_CLOSE = "<budget>", "</budget>"
+SOLUTION_OPEN, SOLUTION_CLOSE = "<solution>", "</solution>"
+
+#: Budgets above this are "absurd": longer than any context window sblite trains or serves.
+MAX_BUDGET = 262_144
+
+SYSTEM_PROMPT = (
+    "First decide how many tokens you need to solve the problem and write that number as "
+    "<budget>N</budget>. Then write your solution inside <solution></solution>, using about N tokens, "
+    "and put the final answer in \\boxed{}."
+)
+#: Plain prompting without the budget format: the base model's own length (``sblite eval --mode none``).
+PLAIN_SYSTEM_PROMPT = "Solve the problem step by step and put the final answer in \\boxed{}."
+
+
+class Reason:
+    """Why a completion is malformed. Values are stable strings: they are logged, counted and tested."""
+
+    EMPTY = "empty"
+    MISSING_BUDGET = "missing_budget"
+    TEXT_BEFORE_BUDGET = "text_before_budget"
+    MULTIPLE_BUDGET = "multiple_budget"
+    UNCLOSED_BUDGET = "unclosed_budget"
+    BUDGET_NOT_INTEGER = "budget_not_integer"
+    BUDGET_NOT_POSITIVE = "budget_not_positive"
+    BUDGET_ABSURD = "budget_absurd"
+    MISSING_SOLUTION = "missing_solution"
+    TEXT_BETWEEN_TAGS = "text_between_tags"
+    MULTIPLE_SOLUTION = "multiple_solution"
+    UNCLOSED_SOLUTION = "unclosed_solution"
+    TEXT_AFTER_SOLUTION = "text_after_solution"
+
+    ALL = (
+        EMPTY,
+        MISSING_BUDGET,
+        TEXT_BEFORE_BUDGET,
+        MULTIPLE_BUDGET,
+        UNCLOSED_BUDGET,
+        BUDGET_NOT_INTEGER,
+        BUDGET_NOT_POSITIVE,
+        BUDGET_ABSURD,
+        MISSING_SOLUTION,
+        TEXT_BETWEEN_TAGS,
+        MULTIPLE_SOLUTION,
+        UNCLOSED_SOLUTION,
+        TEXT_AFTER_SOLUTION,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCompletion:
+    """What ``parse_completion`` read. ``ok`` is the format check; ``answer`` is filled even when the format
+    fails (from the last ``\\boxed{}`` anywhere), so accuracy can be measured on malformed output too."""
+
+    ok: bool
+    reason: str | None = None
+    detail: str = ""
+    budget: int | None = None
+    solution: str | None = None
+    answer: str | None = None
+
+
+class TokenizerLike(Protocol):
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = ...) -> str: ...
+
+
+# --------------------------------------------------------------------------------------------- rendering
+
+
+def render_completion(budget: int, solution: str) -> str:
+    """The SFT target for a response of ``budget`` solution tokens.
+
+    >>> render_completion(12, "2 + 3 = 5, so \\\\boxed{5}")
+    '<budget>12</budget><solution>2 + 3 = 5, so \\\\boxed{5}</solution>'
+    """
+    return f"{prefill(budget)}{solution}{SOLUTION_CLOSE}"
+
+
+def prefill(budget: int) -> str:
+    """The text a decoder is seeded with to force ``budget``: the model then writes only the solution.
+
+    >>> prefill(64)
+    '<budget>64</budget><solution>'
+    """
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_BUDGET:
+        raise ValueError(f"budget must be an integer in 1..{MAX_BUDGET}, got {budget!r}")
+    return f"{BUDGET_OPEN}{budget}{BUDGET_CLOSE}{SOLUTION_OPEN}"
+
+
+def build_messages(
+    question: str, *, system_prompt: str | None = SYSTEM_PROMPT, instruction_in_user: bool = False
+) -> list[dict[str, str]]:
+    """Chat messages for one question. ``instruction_in_user`` folds the instruction into the user turn,
+    for chat templates without a system role (or small models that follow it better there)."""
+    if not system_prompt:
+        return [{"role": "user", "content": question}]
+    if instruction_in_user:
+        return [{"role": "user", "content": f"{system_prompt}\n\n{question}"}]
+    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}]
+
+
+def render_prompt(
+    tokenizer: Any,
+    question: str,
+    *,
+    budget: int | None = None,
+    system_prompt: str | None = SYSTEM_PROMPT,
+    instruction_in_user: bool = False,
+) -> str:
+    """The prompt text for ``question`` in the model's own chat template, ending where the assistant speaks.
+
+    With ``budget`` the assistant turn is pre-filled with ``prefill(budget)``. A template that rejects a
+    system role is retried with the instruction in the user turn.
+    """
+    messages = build_messages(question, system_prompt=system_prompt, instruction_in_user=instruction_in_user)
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception:  # noqa: BLE001 - templates raise arbitrary errors for an unsupported system role
+        if instruction_in_user or not system_prompt:
+            raise
+        messages = build_messages(question, system_prompt=system_prompt, instruction_in_user=True)
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return text + prefill(budget) if budget is not None else text
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_INT_RE = re.compile(r"\s*\+?(\d+)\s*")
+
+
+def _brace_matches(text: str) -> dict[int, int]:
+    """Map each ``{`` index to its matching ``}`` index in one linear pass (escaped ``\\{`` ignored)."""
+    stack: list[int] = []
+    match: dict[int, int] = {}
+    prev = ""
+    for i, ch in enumerate(text):
+        if prev == "\\":
+            prev = ""  # an escaped brace is not structure; "\\\\" escapes the backslash itself
+            continue
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            match[stack.pop()] = i
+        prev = ch
+    return match
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last brace-matched ``\\boxed{...}`` (or ``\\fbox{...}``); None when there is none.
+
+    An unclosed last ``\\boxed{`` falls back to the closed one before it.
+
+    >>> extract_boxed(r"so \\boxed{\\frac{1}{2}} and not \\boxed{3")
+    '\\\\frac{1}{2}'
+    """
+    starts = [m.end() - 1 for m in _BOXED_RE.finditer(text)]
+    if not starts:
+        return None
+    match = _brace_matches(text)
+    for open_idx in reversed(starts):
+        close_idx = match.get(open_idx)
+        if close_idx is not None:
+            return text[open_idx + 1 : close_idx].strip()
+    return None
+
+
+def parse_gold(text: str | int | float) -> str | None:
+    """The gold answer from a dataset field: GSM8K ``#### N``, else the last ``\\boxed{}``, else the text.
+
+    >>> parse_gold("48/2 = 24 clips in May.\\n#### 72")
+    '72'
+    >>> parse_gold(r"The answer is $\\boxed{\\frac{3}{4}}$.")
+    '\\\\frac{3}{4}'
+    >>> parse_gold(51.0)
+    '51'
+    """
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int | float):
+        if text != text or text in (float("inf"), float("-inf")):
+            return None
+        return str(int(text)) if float(text).is_integer() else repr(float(text))
+    if not isinstance(text, str):
+        return None
+    if "####" in text:
+        ans = text.rsplit("####", 1)[1].strip().replace(",", "")
+        return ans or None
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return boxed or None
+    ans = text.strip()
+    return ans or None
+
+
+def _fail(reason: str, detail: str, text: str, budget: int | None = None) -> ParsedCompletion:
+    return ParsedCompletion(ok=False, reason=reason, detail=detail, budget=budget, answer=extract_boxed(text))
+
+
+def _parse_budget(raw: str) -> tuple[int | None, str | None, str]:
+    if len(raw) > 64:
+        return None, Reason.BUDGET_ABSURD, f"budget is {len(raw)} characters long"
+    m = _INT_RE.fullmatch(raw)
+    if m is None:
+        stripped = raw.strip()
+        if re.fullmatch(r"-\s*\d+", stripped):
+            return None, Reason.BUDGET_NOT_POSITIVE, f"budget {stripped!r} is negative"
+        return None, Reason.BUDGET_NOT_INTEGER, f"budget {stripped!r} is not a whole number"
+    digits = m.group(1)
+    if len(digits) > len(str(MAX_BUDGET)) or int(digits) > MAX_BUDGET:
+        return (
+            None,
+            Reason.BUDGET_ABSURD,
+            f"budget {digits[:12]}{'…' if len(digits) > 12 else ''} > {MAX_BUDGET}",
+        )
+    value = int(digits)
+    if value < 1:
+        return None, Reason.BUDGET_NOT_POSITIVE, "budget is 0"
+    return value, None, ""
+
+
+def parse_completion(text: str) -> ParsedCompletion:
+    """Parse a budgeted completion; never raises. A rejected completion carries a ``Reason`` and a detail.
+
+    Leading and trailing whitespace is allowed; anything else outside the two tags is a format error.
+    For a completion generated after ``prefill(b)``, parse ``prefill(b) + completion``.
+
+    >>> p = parse_completion("<budget>40</budget><solution>6*7 = \\\\boxed{42}</solution>")
+    >>> p.ok, p.budget, p.answer
+    (True, 40, '42')
+    >>> parse_completion("<budget>3.7</budget><solution>x</solution>").reason
+    'budget_not_integer'
+    """
+    if not isinstance(text, str) or not text.strip():
+        return ParsedCompletion(ok=False, reason=Reason.EMPTY, detail="completion is empty")
+    n_open = text.count(BUDGET_OPEN)
+    if n_open == 0:
+        return _fail(Reason.MISSING_BUDGET, "no <budget> tag", text)
+    if n_open > 1 or text.count(BUDGET_CLOSE) > 1:
+        return _fail(Reason.MULTIPLE_BUDGET, f"{n_open} <budget> tags", text)
+    start = text.index(BUDGET_OPEN)
+    if text[:start].strip():
+        return _fail(Reason.TEXT_BEFORE_BUDGET, f"text before <budget>: {text[:start].strip()[:40]!r}", text)
+    close = text.find(BUDGET_CLOSE, start)
+    if close < 0:
+        return _fail(Reason.UNCLOSED_BUDGET, "<budget> is never closed", text)
+    budget, reason, detail = _parse_budget(text[start + len(BUDGET_OPEN) : close])
+    if reason is not None:
+        return _fail(reason, detail, text)
+    rest = text[close + len(BUDGET_CLOSE) :]
+    sol_open = rest.find(SOLUTION_OPEN)
+    if sol_open < 0:
+        return _fail(Reason.MISSING_SOLUTION, "no <solution> after </budget>", text, budget)
+    if rest[:sol_open].strip():
+        return _fail(Reason.TEXT_BETWEEN_TAGS, "text between </budget> and <solution>", text, budget)
+    body = rest[sol_open + len(SOLUTION_OPEN) :]
+    if body.count(SOLUTION_OPEN) or body.count(SOLUTION_CLOSE) > 1:
+        return _fail(Reason.MULTIPLE_SOLUTION, "more than one <solution> block", text, budget)
+    sol_close = body.find(SOLUTION_CLOSE)
+    if sol_close < 0:
+        return _fail(Reason.UNCLOSED_SOLUTION, "<solution> is never closed", text, budget)
+    tail = body[sol_close + len(SOLUTION_CLOSE) :]
+    if tail.strip():
+        return _fail(
+            Reason.TEXT_AFTER_SOLUTION, f"text after </solution>: {tail.strip()[:40]!r}", text, budget
+        )
+    solution = body[:sol_close]
+    return ParsedCompletion(ok=True, budget=budget, solution=solution, answer=extract_boxed(solution))
+
+
+# --------------------------------------------------------------------------------------------- lengths
+
+
+def count_tokens(text: str, tokenizer: TokenizerLike) -> int:
+    """Token count of ``text`` alone (no BOS/EOS)."""
+    return len(tokenizer.encode(text, add_special_tokens=False))
+
+
+def solution_text(completion: str) -> str:
+    """The text after the first ``</budget>`` (the whole text when there is none): what a budget pays for."""
+    idx = completion.find(BUDGET_CLOSE)
+    return completion if idx < 0 else completion[idx + len(BUDGET_CLOSE) :]
+
+
+def count_solution_tokens(
+    completion_ids: Sequence[int], tokenizer: Any, *, prefilled: bool = False
+) -> int | None:
+    """Solution tokens of a generated completion: the tokens after ``</budget>``, trailing EOS/PAD excluded.
+
+    With ``prefilled=True`` the budget was in the prompt, so every generated token is a solution token.
+    Returns None when ``</budget>`` never appears. The boundary is found on decoded text (binary search over
+    prefixes), so it holds whatever way the tokenizer split the tag.
+    """
+    ids = [int(i) for i in completion_ids]
+    special = set(getattr(tokenizer, "all_special_ids", None) or ())
+    while ids and ids[-1] in special:
+        ids.pop()
+    if prefilled:
+        return len(ids)
+    if BUDGET_CLOSE not in tokenizer.decode(ids, skip_special_tokens=False):
+        return None
+    lo, hi = 1, len(ids)  # smallest k such that decode(ids[:k]) contains the tag
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if BUDGET_CLOSE in tokenizer.decode(ids[:mid], skip_special_tokens=False):
+            hi = mid
+        else:
+            lo = mid + 1
+    return len(ids) - lo
