@@ -143,6 +143,12 @@ def _print_plan(cfg) -> None:
     console.print("[green]recipe is valid[/] (dry run: nothing was loaded or trained)")
 
 
+# --- sblite prepare (issue 3) goes here ---
+
+
+# --- sblite eval / generate (issue 6) go here ---
+
+
 @app.command("demo")
 def demo_cmd() -> None:
     """The embedded default job. Today: doctor, the recipe table, and a dry run of the CPU demo recipe."""
