@@ -11,6 +11,7 @@ is instant and works on any machine. Bad input ends with one red line and exit c
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -111,9 +112,60 @@ def train_cmd(
     if dry_run:
         _print_plan(cfg)
         return
-    raise fail(
-        "training is not in this build yet (it lands with issue 5); `--dry-run` validates and shows the plan"
-    )
+    if num_processes > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_relaunch(num_processes, recipe, overrides, resume=resume, strict=strict))
+
+    from sblite.train import TrainingError, ZeroSignalStop, run_training
+
+    try:
+        results = run_training(cfg, resume=resume, strict=strict, console=console)
+    except ZeroSignalStop as err:
+        raise fail(str(err), code=3) from None
+    except (TrainingError, RecipeError, FileNotFoundError) as err:
+        raise fail(str(err)) from None
+    if int(os.environ.get("RANK", "0")) == 0:
+        table = Table(title=f"trained: {cfg.resolved_output_dir}", title_justify="left")
+        for col in ("stage", "steps", "seconds", "adapter", "notes"):
+            table.add_column(col, overflow="fold")
+        for r in results:
+            steps = "skipped (done)" if r.skipped else str(r.global_step)
+            table.add_row(r.stage, steps, f"{r.seconds:.1f}", r.adapter_dir, escape(str(r.notes or "")))
+        console.print(table)
+
+
+def _relaunch(num_processes: int, recipe: str, overrides: list[str], *, resume: bool, strict: bool) -> int:
+    """Re-run this command data-parallel under an existing launcher: `accelerate launch` on CUDA,
+    torch's own elastic launcher (`torchrun`, gloo) on CPU. sblite adds no distribution layer of its own."""
+    import shutil
+    import socket
+    import subprocess
+
+    from sblite.backends import cuda_available
+
+    args = ["-m", "sblite.cli", "train", "--recipe", recipe]
+    for item in overrides:
+        args += ["--set", item]
+    args += ["--resume"] * resume + ["--strict"] * strict
+    if cuda_available() and shutil.which("accelerate"):
+        cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(num_processes), *args]
+    else:
+        with socket.socket() as sock:  # a free port for the gloo rendezvous
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(num_processes),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+            *args,
+        ]
+    console.print(f"[bold]launching {num_processes} processes:[/] {' '.join(cmd)}", highlight=False)
+    return subprocess.call(cmd)
 
 
 def _print_plan(cfg) -> None:

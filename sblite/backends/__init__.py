@@ -88,3 +88,15 @@ def lora_kwargs(lora_cfg, *, seed: int = 42) -> dict:
         "random_state": seed,
         "use_gradient_checkpointing": lora_cfg.use_gradient_checkpointing,
     }
+
+
+def get_backend(requested: str = "auto"):
+    """Instantiate the backend ``select_backend`` picks; returns ``(backend, BackendChoice)``."""
+    choice = select_backend(requested)
+    if choice.name == "unsloth":
+        from sblite.backends.unsloth import UnslothBackend
+
+        return UnslothBackend(), choice
+    from sblite.backends.hf import HFBackend
+
+    return HFBackend(), choice

@@ -1,0 +1,137 @@
+"""The ``hf`` backend: transformers + PEFT. Runs anywhere; QLoRA when CUDA and bitsandbytes exist.
+
+On CPU the model trains in full precision (float32 LoRA) and the trainers get ``use_cpu=True, bf16=False``;
+with CUDA it uses bf16 where the GPU supports it. Everything backend-specific that the trainers need is in
+``trainer_kwargs``, so ``sblite/train.py`` never branches on the backend.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sblite.backends import lora_kwargs
+from sblite.models import resolve_model
+
+_DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(self) -> None:
+        import torch
+
+        self.cuda = torch.cuda.is_available()
+
+    # -------------------------------------------------------------------------------------------- loading
+
+    def _dtype(self, model_cfg):
+        import torch
+
+        if model_cfg.dtype != "auto":
+            return getattr(torch, _DTYPES[model_cfg.dtype])
+        if self.cuda:
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+
+    def load_tokenizer(self, model_cfg, source: str | None = None):
+        from transformers import AutoTokenizer
+
+        path = source or resolve_model(model_cfg.name_or_path)
+        kwargs: dict[str, Any] = {"trust_remote_code": model_cfg.trust_remote_code}
+        if model_cfg.gguf_file and source is None:
+            kwargs["gguf_file"] = model_cfg.gguf_file
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+        return prepare_tokenizer(tok, model_cfg)
+
+    def load(
+        self, model_cfg, lora_cfg, *, adapter: str | None = None, seed: int = 42, trainable: bool = True
+    ):
+        """Base model + LoRA (new, or ``adapter`` resumed as trainable) + tokenizer."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        path = resolve_model(model_cfg.name_or_path)
+        kwargs: dict[str, Any] = {
+            "dtype": self._dtype(model_cfg),
+            "trust_remote_code": model_cfg.trust_remote_code,
+        }
+        if model_cfg.gguf_file:
+            kwargs["gguf_file"] = model_cfg.gguf_file
+        quantized = False
+        if model_cfg.load_in_4bit:
+            if not self.cuda:
+                raise RuntimeError(
+                    "model.load_in_4bit needs CUDA + bitsandbytes; set model.load_in_4bit=false on CPU"
+                )
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=kwargs["dtype"],
+            )
+            quantized = True
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        tokenizer = self.load_tokenizer(model_cfg, source=adapter)
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        checkpointing = bool(lora_cfg.use_gradient_checkpointing) and trainable
+        if quantized:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+        elif checkpointing:
+            model.gradient_checkpointing_enable()
+            model.enable_input_require_grads()
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+        elif lora_cfg.enabled and trainable:
+            from peft import LoraConfig, get_peft_model
+
+            kw = lora_kwargs(lora_cfg, seed=seed)
+            kw.pop("random_state")
+            kw.pop("use_gradient_checkpointing")
+            model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **kw))
+        return model, tokenizer
+
+    # -------------------------------------------------------------------------------------------- training
+
+    def trainer_kwargs(self, model_cfg) -> dict[str, Any]:
+        """Device/precision arguments for ``SFTConfig``/``GRPOConfig``."""
+        import torch
+
+        if not self.cuda:
+            kwargs: dict[str, Any] = {"use_cpu": True, "bf16": False, "fp16": False}
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: data-parallel over gloo
+                kwargs["ddp_backend"] = "gloo"
+                kwargs["ddp_find_unused_parameters"] = False  # LoRA uses every trainable parameter
+            return kwargs
+        dtype = self._dtype(model_cfg)
+        return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
+
+    def patch_trainers(self) -> None:
+        """Nothing to patch: TRL's trainers are used as they are."""
+
+    def device_name(self) -> str:
+        import torch
+
+        return torch.cuda.get_device_name(0) if self.cuda else "cpu"
+
+
+def prepare_tokenizer(tok, model_cfg):
+    """Pad token, padding side and chat template, the same way for every backend and stage."""
+    if model_cfg.chat_template:
+        tok.chat_template = model_cfg.chat_template
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if not getattr(tok, "chat_template", None):
+        raise ValueError(
+            f"{model_cfg.name_or_path} has no chat template; set model.chat_template in the recipe"
+        )
+    return tok

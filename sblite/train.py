@@ -1,0 +1,521 @@
+"""Budget SFT and budget-guided GRPO: the only place TRL trainers are built.
+
+    sblite train --recipe tiny-cpu --data DIR --out runs/tiny
+
+``run_training(recipe)`` runs the recipe's stages in order into one run directory:
+
+    RUN_DIR/recipe.resolved.yaml   the validated recipe, overrides applied
+    RUN_DIR/provenance.json        versions, backend, device, data report hash, reward config, git commit
+    RUN_DIR/metrics.jsonl          one line per logging step, both stages
+    RUN_DIR/sft/, RUN_DIR/grpo/    final LoRA adapters with tokenizer and chat template
+    RUN_DIR/checkpoints/<stage>/   trainer checkpoints (optimizer, scheduler, RNG) for --resume
+
+SFT trains on the prepared ``<budget>N</budget><solution>…`` targets with completion-only loss in the
+model's chat template. GRPO starts from the SFT adapter and is rewarded by ``sblite.rewards`` (the α
+schedule reads ``trainer_state``, so it resumes where it stopped). The backend (Unsloth or transformers +
+PEFT) is chosen once in ``sblite.backends``; nothing below branches on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sblite import protocol
+from sblite.config import Recipe, RecipeError, dump_recipe
+
+#: tokens a completion spends before its solution: "<budget>1234</budget>" and slack for the tag split
+BUDGET_TAG_TOKENS = 16
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot start or had to stop; the message says what to change."""
+
+
+class ZeroSignalStop(TrainingError):
+    """``--strict`` stopped GRPO because its batches carried no learning signal."""
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class PreparedData:
+    """A ``sblite prepare`` output directory, read into memory."""
+
+    path: Path
+    sft: list[dict[str, Any]]
+    grpo: list[dict[str, Any]]
+    report_sha256: str | None
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise TrainingError(
+                    f"{path}:{lineno}: not JSON ({err.msg}); re-run `sblite prepare`"
+                ) from None
+    return rows
+
+
+def load_prepared(path: str | Path) -> PreparedData:
+    """Read ``sft.jsonl``/``grpo.jsonl`` (and hash ``report.json``) from a prepared directory."""
+    root = Path(path)
+    if not root.is_dir():
+        raise TrainingError(f"--data {root}: not a directory; run `sblite prepare --out {root}` first")
+    files = {name: root / f"{name}.jsonl" for name in ("sft", "grpo")}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise TrainingError(f"--data {root}: missing {', '.join(missing)}; is it a `sblite prepare` output?")
+    report = root / "report.json"
+    sha = hashlib.sha256(report.read_bytes()).hexdigest() if report.is_file() else None
+    return PreparedData(root, _read_jsonl(files["sft"]), _read_jsonl(files["grpo"]), sha)
+
+
+def _messages(row: dict[str, Any], cfg: Recipe) -> list[dict[str, str]]:
+    return protocol.build_messages(row["question"], instruction_in_user=cfg.model.instruction_in_user)
+
+
+def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe):
+    """Conversational prompt/completion pairs: TRL applies the chat template and masks the prompt."""
+    from datasets import Dataset
+
+    if not rows:
+        raise TrainingError("the prepared sft.jsonl is empty: no question had a correct labelled response")
+    return Dataset.from_list(
+        [
+            {"prompt": _messages(r, cfg), "completion": [{"role": "assistant", "content": r["completion"]}]}
+            for r in rows
+        ]
+    )
+
+
+def _finite_budget(value: Any) -> float:
+    try:
+        b = float(value)
+    except (TypeError, ValueError):
+        return math.inf
+    return b if b > 0 else math.inf
+
+
+def check_completion_length(rows: list[dict[str, Any]], cfg: Recipe) -> dict[str, float]:
+    """Refuse a GRPO recipe whose ``max_completion_length`` would truncate most budgeted completions.
+
+    A completion needs its budget plus the tag overhead; ``completion_headroom`` leaves room for answers
+    that run over. Returns the numbers the check saw (they go to provenance).
+    """
+    budgets = sorted(b for b in (_finite_budget(r.get("b_max")) for r in rows) if math.isfinite(b))
+    limit = cfg.grpo.max_completion_length
+    if not budgets:
+        return {"finite_budgets": 0, "max_completion_length": limit}
+    need = [b * cfg.grpo.completion_headroom + BUDGET_TAG_TOKENS for b in budgets]
+    truncated = sum(n > limit for n in need) / len(need)
+    p90 = budgets[min(len(budgets) - 1, int(0.9 * len(budgets)))]
+    stats = {
+        "finite_budgets": len(budgets),
+        "max_budget": budgets[-1],
+        "p90_budget": p90,
+        "max_completion_length": limit,
+        "share_truncated": truncated,
+    }
+    if truncated > 0.5:
+        suggest = math.ceil(p90 * cfg.grpo.completion_headroom + BUDGET_TAG_TOKENS)
+        raise TrainingError(
+            f"grpo.max_completion_length={limit} would truncate {truncated:.0%} of completions (budgets up to "
+            f"{budgets[-1]:.0f}, p90 {p90:.0f}, headroom ×{cfg.grpo.completion_headroom}); set "
+            f"grpo.max_completion_length={suggest} or prepare shorter data"
+        )
+    return stats
+
+
+def build_grpo_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer) -> tuple[Any, int]:
+    """Prompts + reward columns (``answer``, ``b_max``); prompts over ``data.max_prompt_length`` are dropped."""
+    from datasets import Dataset
+
+    kept, dropped = [], 0
+    for r in rows:
+        messages = _messages(r, cfg)
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if protocol.count_tokens(text, tokenizer) > cfg.data.max_prompt_length:
+            dropped += 1
+            continue
+        b = _finite_budget(r.get("b_max"))
+        kept.append(
+            {
+                "prompt": messages,
+                "answer": str(r["answer"]),
+                "b_max": int(b) if math.isfinite(b) else None,
+                "level": r.get("level"),
+            }
+        )
+    if not kept:
+        raise TrainingError(
+            f"every GRPO prompt is longer than data.max_prompt_length={cfg.data.max_prompt_length} tokens; raise it"
+        )
+    return Dataset.from_list(kept), dropped
+
+
+# ---------------------------------------------------------------------------------------------- configs
+
+
+def _trl_config(config_cls, stage_cfg, backend, cfg: Recipe, output_dir: Path, specific: dict[str, Any]):
+    """Build a TRL config from the recipe stage; version differences are mapped here, unknown trl_args fail."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    kwargs: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "learning_rate": stage_cfg.learning_rate,
+        "max_steps": stage_cfg.max_steps,
+        "num_train_epochs": stage_cfg.num_train_epochs,
+        "per_device_train_batch_size": stage_cfg.per_device_train_batch_size,
+        "gradient_accumulation_steps": stage_cfg.gradient_accumulation_steps,
+        "lr_scheduler_type": stage_cfg.lr_scheduler_type,
+        "weight_decay": stage_cfg.weight_decay,
+        "max_grad_norm": stage_cfg.max_grad_norm,
+        "optim": stage_cfg.optim,
+        "logging_steps": stage_cfg.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": stage_cfg.save_steps,
+        "save_total_limit": stage_cfg.save_total_limit,
+        "seed": stage_cfg.seed,
+        "data_seed": stage_cfg.seed,
+        "report_to": stage_cfg.report_to or "none",
+        "disable_tqdm": True,
+        "deepspeed": stage_cfg.deepspeed,
+        "fsdp": stage_cfg.fsdp or "",
+        **backend.trainer_kwargs(cfg.model),
+        **specific,
+    }
+    if "warmup_ratio" in names:
+        kwargs["warmup_ratio"] = stage_cfg.warmup_ratio
+    else:  # transformers >= 5: a float warmup_steps < 1 is a ratio
+        kwargs["warmup_steps"] = stage_cfg.warmup_ratio
+    unknown = sorted(set(stage_cfg.trl_args) - names)
+    if unknown:
+        raise RecipeError(
+            f"trl_args {', '.join(unknown)} are not fields of {config_cls.__name__} in this TRL version; "
+            "remove them or upgrade trl"
+        )
+    kwargs.update(stage_cfg.trl_args)
+    return config_cls(**{k: v for k, v in kwargs.items() if k in names})
+
+
+def _last_checkpoint(output_dir: Path) -> str | None:
+    if not output_dir.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir))
+
+
+def _prune_metrics(run_dir: Path, stage: str, checkpoint: str | None) -> None:
+    """On resume, drop metrics lines the killed run logged after its last checkpoint (they are re-logged)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return
+    step = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by the kill
+        if row.get("stage") != stage or row.get("step", 0) <= step:
+            keep.append(line)
+    path.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------- stages
+
+
+@dataclass
+class StageResult:
+    stage: str
+    adapter_dir: str
+    global_step: int
+    seconds: float
+    resumed_from: str | None = None
+    skipped: bool = False
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _quiet(trainer) -> None:
+    """sblite prints its own progress and log lines: drop transformers' printer and tqdm bar."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
+def _save_adapter(trainer, tokenizer, out: Path) -> None:
+    trainer.save_model(str(out))
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(out))
+
+
+def run_sft(cfg: Recipe, backend, data: PreparedData, run_dir: Path, console, *, resume: bool) -> StageResult:
+    import time
+
+    from trl import SFTConfig, SFTTrainer
+
+    from sblite.callbacks import make_callbacks
+
+    out, ckpt_dir = run_dir / "sft", run_dir / "checkpoints" / "sft"
+    if resume and (out / "adapter_config.json").is_file():
+        console.print(f"[green]sft already finished[/] ({out}); skipping")
+        return StageResult("sft", str(out), -1, 0.0, skipped=True)
+    checkpoint = _last_checkpoint(ckpt_dir) if resume else None
+    if resume and _is_main():
+        _prune_metrics(run_dir, "sft", checkpoint)
+    model, tokenizer = backend.load(cfg.model, cfg.lora, adapter=cfg.model.adapter, seed=cfg.sft.seed)
+    dataset = build_sft_dataset(data.sft, cfg)
+    args = _trl_config(
+        SFTConfig,
+        cfg.sft,
+        backend,
+        cfg,
+        ckpt_dir,
+        {
+            "max_length": cfg.sft.max_length,
+            "packing": cfg.sft.packing,
+            "completion_only_loss": cfg.sft.completion_only_loss,
+        },
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=make_callbacks("sft", run_dir, console, strict=False),
+    )
+    _quiet(trainer)
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    _save_adapter(trainer, tokenizer, out)
+    return StageResult(
+        "sft",
+        str(out),
+        trainer.state.global_step,
+        time.perf_counter() - t0,
+        checkpoint,
+        notes={"examples": len(dataset)},
+    )
+
+
+def run_grpo(
+    cfg: Recipe, backend, data: PreparedData, run_dir: Path, console, *, resume: bool, strict: bool
+) -> StageResult:
+    import time
+
+    from sblite.rewards import build_reward_funcs
+
+    backend.patch_trainers()
+    from trl import GRPOConfig, GRPOTrainer
+
+    out, ckpt_dir = run_dir / "grpo", run_dir / "checkpoints" / "grpo"
+    length_stats = check_completion_length(data.grpo, cfg)
+    checkpoint = _last_checkpoint(ckpt_dir) if resume else None
+    if resume and _is_main():
+        _prune_metrics(run_dir, "grpo", checkpoint)
+    start = cfg.model.adapter or (
+        str(run_dir / "sft") if (run_dir / "sft" / "adapter_config.json").is_file() else None
+    )
+    if start is None:
+        console.print(
+            "[yellow]GRPO starts from the base model (no SFT adapter): expect format failures to dominate "
+            "the reward until the model finds the <budget> format[/]"
+        )
+    model, tokenizer = backend.load(cfg.model, cfg.lora, adapter=start, seed=cfg.grpo.seed)
+    dataset, dropped = build_grpo_dataset(data.grpo, cfg, tokenizer)
+    g = cfg.grpo
+    specific = {
+        "num_generations": g.num_generations,
+        "max_completion_length": g.max_completion_length,
+        "temperature": g.temperature,
+        "top_p": g.top_p,
+        "beta": g.beta,
+        "epsilon": g.epsilon,
+        "epsilon_high": g.epsilon_high if g.epsilon_high is not None else g.epsilon,
+        "num_iterations": g.num_iterations,
+        "loss_type": g.loss_type,
+        "scale_rewards": g.scale_rewards,
+        "mask_truncated_completions": g.mask_truncated_completions,
+        "log_completions": g.log_completions,
+        "num_completions_to_print": g.num_completions_to_print,
+        "use_vllm": g.use_vllm,
+        "vllm_mode": g.vllm_mode,
+        "vllm_gpu_memory_utilization": g.vllm_gpu_memory_utilization,
+        "reward_weights": cfg.reward.weights,
+        "remove_unused_columns": False,
+    }
+    args = _trl_config(GRPOConfig, g, backend, cfg, ckpt_dir, specific)
+    from sblite.callbacks import ZERO_SIGNAL_THRESHOLD, make_callbacks
+
+    callbacks = make_callbacks("grpo", run_dir, console, strict=strict)
+    reward_funcs = build_reward_funcs(cfg.reward, tokenizer)
+    extra_callbacks = [f for f in (getattr(r, "callback", None) for r in reward_funcs) if f is not None]
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks + extra_callbacks,
+    )
+    _quiet(trainer)
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    _save_adapter(trainer, tokenizer, out)
+    guard = callbacks[-1]
+    result = StageResult(
+        "grpo",
+        str(out),
+        trainer.state.global_step,
+        time.perf_counter() - t0,
+        checkpoint,
+        notes={
+            "prompts": len(dataset),
+            "dropped_long_prompts": dropped,
+            "length_check": length_stats,
+            "zero_signal": sorted(guard.fired),
+        },
+    )
+    if guard.stopped:
+        raise ZeroSignalStop(
+            f"--strict: GRPO stopped at step {trainer.state.global_step}: {', '.join(sorted(guard.fired))} stayed "
+            f"≥ {ZERO_SIGNAL_THRESHOLD}; the adapter so far is in {out}"
+        )
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def _git_commit() -> str | None:
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def provenance(cfg: Recipe, backend, choice, data: PreparedData) -> dict[str, Any]:
+    import importlib.metadata as md
+    import platform
+
+    versions = {}
+    for dist in ("sblite", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return {
+        "recipe": cfg.name,
+        "backend": choice.name,
+        "backend_reason": choice.reason,
+        "device": backend.device_name(),
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "python": platform.python_version(),
+        "versions": versions,
+        "data": {
+            "path": str(data.path),
+            "report_sha256": data.report_sha256,
+            "sft_rows": len(data.sft),
+            "grpo_rows": len(data.grpo),
+        },
+        "reward": cfg.reward.model_dump(mode="json"),
+        "git_commit": _git_commit(),
+    }
+
+
+def prepare_run_dir(cfg: Recipe, *, resume: bool) -> Path:
+    """Create the run directory; refuse to train a stage over a finished or started one without --resume."""
+    run_dir = Path(cfg.resolved_output_dir)
+    if not resume:
+        for stage in cfg.stages:
+            taken = [p for p in (run_dir / stage, run_dir / "checkpoints" / stage) if p.exists()]
+            if taken:
+                raise TrainingError(
+                    f"{taken[0]} already exists; add --resume to continue that run, or choose a new --out"
+                )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _quiet_libraries() -> None:
+    """Library progress bars (dataset maps, weight loading) would interleave with sblite's rich output."""
+    import warnings
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)\b")
+
+
+def run_training(
+    cfg: Recipe,
+    *,
+    resume: bool = False,
+    strict: bool = False,
+    console=None,
+    on_stage: Callable[[StageResult], None] | None = None,
+) -> list[StageResult]:
+    """Run the recipe's stages into its run directory. Raises ``TrainingError`` with a fix on bad input."""
+    from rich.console import Console
+
+    from sblite.backends import get_backend
+
+    console = console or Console()
+    _quiet_libraries()
+    if not cfg.data.path:
+        raise TrainingError("no data: pass --data DIR (a `sblite prepare` output) or set data.path")
+    data = load_prepared(cfg.data.path)
+    if "grpo" in cfg.stages:
+        check_completion_length(data.grpo, cfg)  # fail before any model is loaded
+    run_dir = prepare_run_dir(cfg, resume=resume)
+    backend, choice = get_backend(cfg.model.backend)
+    if _is_main():
+        console.print(f"[bold]backend:[/] {choice.name} ({choice.reason}); run dir: {run_dir}")
+        (run_dir / "recipe.resolved.yaml").write_text(dump_recipe(cfg), encoding="utf-8")
+        (run_dir / "provenance.json").write_text(
+            json.dumps(provenance(cfg, backend, choice, data), indent=2), encoding="utf-8"
+        )
+    results = []
+    for stage in cfg.stages:
+        if stage == "sft":
+            result = run_sft(cfg, backend, data, run_dir, console, resume=resume)
+        else:
+            result = run_grpo(cfg, backend, data, run_dir, console, resume=resume, strict=strict)
+        results.append(result)
+        if on_stage:
+            on_stage(result)
+    if _is_main():
+        prov = json.loads((run_dir / "provenance.json").read_text(encoding="utf-8"))
+        prov["stages"] = [dataclasses.asdict(r) for r in results]
+        (run_dir / "provenance.json").write_text(json.dumps(prov, indent=2, default=str), encoding="utf-8")
+    return results

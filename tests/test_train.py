@@ -1,0 +1,249 @@
+"""`sblite train`: SFT → GRPO on the tiny model, run-dir contents, guards, kill-and-resume, 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+from sblite.callbacks import ZERO_SIGNAL_PATIENCE, ZeroSignalGuard, format_log_line
+from sblite.cli import app
+from sblite.config import load_recipe
+from sblite.train import TrainingError, check_completion_length, load_prepared
+
+runner = CliRunner()
+
+
+def _lora_b_norm(adapter_dir: Path) -> float:
+    from safetensors.torch import load_file
+
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    return sum(float(t.abs().sum()) for k, t in weights.items() if "lora_B" in k)
+
+
+@pytest.mark.slow
+def test_tiny_sft_then_grpo_writes_the_run_dir(tiny_prepared_dir, tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["train", "-r", "tiny-cpu", "--data", str(tiny_prepared_dir), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    for stage in ("sft", "grpo"):
+        adapter = out / stage
+        assert (adapter / "adapter_config.json").is_file() and (adapter / "tokenizer_config.json").is_file()
+        assert (adapter / "chat_template.jinja").is_file() or "chat_template" in (
+            adapter / "tokenizer_config.json"
+        ).read_text()
+        assert _lora_b_norm(adapter) > 0  # LoRA B starts at zero: a non-zero B means the stage trained
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in rows} == {"sft", "grpo"}
+    grpo_rows = [r for r in rows if r["stage"] == "grpo" and "reward" in r]
+    assert len(grpo_rows) == 4 and "completions/clipped_ratio" in grpo_rows[0]
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["backend"] == "hf" and prov["device"] == "cpu" and prov["data"]["report_sha256"]
+    assert prov["reward"]["alpha_start"] == 6.0 and [s["stage"] for s in prov["stages"]] == ["sft", "grpo"]
+    assert "name: tiny-cpu" in (out / "recipe.resolved.yaml").read_text()
+    assert "grpo step 4" in result.output  # the compact per-step line
+
+
+def test_training_refuses_a_taken_run_dir(tiny_prepared_dir, tmp_path):
+    (tmp_path / "run" / "sft").mkdir(parents=True)
+    result = runner.invoke(
+        app, ["train", "-r", "tiny-cpu", "--data", str(tiny_prepared_dir), "--out", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 2 and "add --resume" in result.output
+
+
+def test_training_needs_prepared_data(tmp_path):
+    result = runner.invoke(app, ["train", "-r", "tiny-cpu", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "pass --data DIR" in result.output
+    result = runner.invoke(
+        app, ["train", "-r", "tiny-cpu", "--data", str(tmp_path), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2 and "sft.jsonl" in result.output
+
+
+def test_bad_jsonl_line_is_named(tmp_path):
+    (tmp_path / "sft.jsonl").write_text('{"question": "q"}\nnot json\n')
+    (tmp_path / "grpo.jsonl").write_text("")
+    with pytest.raises(TrainingError, match=r"sft.jsonl:2: not JSON"):
+        load_prepared(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "budgets, limit, refuse",
+    [
+        ([10, 20, 30], 64, False),
+        ([100] * 6 + [10] * 4, 64, True),
+        ([100] * 4 + [10] * 6, 64, False),
+        ([], 8, False),
+    ],
+)
+def test_max_completion_length_is_checked_against_budgets(budgets, limit, refuse):
+    cfg = load_recipe("tiny-cpu", [f"grpo.max_completion_length={limit}"])
+    rows = [{"b_max": b} for b in budgets] + [{"b_max": None}]
+    if refuse:
+        with pytest.raises(TrainingError, match="would truncate 60% .* set grpo.max_completion_length="):
+            check_completion_length(rows, cfg)
+    else:
+        assert check_completion_length(rows, cfg)["max_completion_length"] == limit
+
+
+def _state(step=1, main=True):
+    return SimpleNamespace(global_step=step, is_world_process_zero=main)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_zero_signal_guard_fires_after_patience(strict):
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    guard = ZeroSignalGuard(console, strict=strict)
+    control = SimpleNamespace(should_training_stop=False)
+    for step in range(ZERO_SIGNAL_PATIENCE - 1):
+        guard.on_log(None, _state(step), control, logs={"frac_reward_zero_std": 1.0})
+    assert not guard.fired
+    guard.on_log(None, _state(), control, logs={"frac_reward_zero_std": 0.2})  # streak broken
+    for step in range(ZERO_SIGNAL_PATIENCE):
+        guard.on_log(None, _state(step), control, logs={"frac_reward_zero_std": 0.97, "reward": 0.0})
+    assert guard.fired == {"frac_reward_zero_std"}
+    text = console.export_text()
+    assert "ZERO SIGNAL" in text and "grpo.temperature" in text
+    assert control.should_training_stop is strict and guard.stopped is strict
+
+
+def test_format_log_line_shows_reward_parts():
+    line = format_log_line(
+        "grpo",
+        7,
+        {
+            "loss": 0.01,
+            "reward": 0.4,
+            "completions/clipped_ratio": 0.25,
+            "selfbudgeter/format_rate": 0.9,
+            "rewards/selfbudgeter/mean": 0.4,
+            "learning_rate": 1e-5,
+        },
+    )
+    assert line.startswith("grpo step 7") and "clipped=0.25" in line and "format_rate=0.9" in line
+
+
+def test_unknown_trl_args_are_rejected(tiny_prepared_dir, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "-r",
+            "tiny-cpu",
+            "--stage",
+            "sft",
+            "--data",
+            str(tiny_prepared_dir),
+            "--out",
+            str(tmp_path / "r"),
+            "--set",
+            "sft.trl_args={not_a_field: 1}",
+        ],
+    )
+    assert result.exit_code == 2 and "not_a_field" in result.output
+
+
+def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "sblite.cli",
+        "train",
+        "-r",
+        "tiny-cpu",
+        "--stage",
+        "grpo",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--set",
+        "grpo.max_steps=24",
+        "--set",
+        "grpo.save_steps=4",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_grpo_then_resume_ends_at_the_same_step(tiny_prepared_dir, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        _train_cmd(tiny_prepared_dir, out),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    ckpts = out / "checkpoints" / "grpo"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if (ckpts / "checkpoint-8").is_dir():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished (or died) before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "grpo" / "adapter_config.json").exists()
+    killed_at = max(int(p.name.split("-")[1]) for p in ckpts.glob("checkpoint-*"))
+    assert 8 <= killed_at < 24
+
+    resumed = subprocess.run(
+        _train_cmd(tiny_prepared_dir, out, "--resume"), env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    state = json.loads((ckpts / "checkpoint-24" / "trainer_state.json").read_text())
+    assert state["global_step"] == 24
+    steps = [
+        json.loads(line)["step"]
+        for line in (out / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line).get("stage") == "grpo" and "reward" in json.loads(line)
+    ]
+    assert steps == list(range(1, 25))  # no step lost, none logged twice
+    from peft import PeftConfig
+
+    assert PeftConfig.from_pretrained(str(out / "grpo")).r == 8
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_run(tiny_prepared_dir, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "sblite.cli",
+        "train",
+        "-r",
+        "tiny-cpu",
+        "--data",
+        str(tiny_prepared_dir),
+        "--out",
+        str(out),
+        "--num-processes",
+        "2",
+        "--set",
+        "sft.max_steps=2",
+        "--set",
+        "grpo.max_steps=2",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "torch.distributed.run" in proc.stdout
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["world_size"] == 2
+    assert (out / "grpo" / "adapter_model.safetensors").is_file()
