@@ -33,6 +33,11 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def package_versions(dists) -> dict[str, str]:
+    """Installed versions of ``dists`` (missing ones left out), for provenance files."""
+    return {d: v for d in dists if (v := _version(d)) is not None}
+
+
 def _vtuple(v: str) -> tuple[int, ...]:
     out = []
     for part in v.split(".")[:3]:

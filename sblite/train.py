@@ -423,15 +423,11 @@ def _git_commit() -> str | None:
 
 
 def provenance(cfg: Recipe, backend, choice, data: PreparedData) -> dict[str, Any]:
-    import importlib.metadata as md
     import platform
 
-    versions = {}
-    for dist in ("sblite", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth"):
-        try:
-            versions[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
+    from sblite.doctor import package_versions
+
+    versions = package_versions(("sblite", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth"))
     return {
         "recipe": cfg.name,
         "backend": choice.name,
