@@ -41,7 +41,7 @@ def format_log_line(stage: str, step: int, logs: dict[str, Any]) -> str:
     for key, v in logs.items():
         if not isinstance(v, int | float):
             continue
-        if key.startswith("selfbudgeter/"):
+        if key.startswith("sblite/"):
             parts.append(f"{key.split('/', 1)[1]}={v:.3g}")
         elif key.startswith("rewards/") and key.endswith("/mean"):
             parts.append(f"{key[len('rewards/') : -len('/mean')]}={v:.3g}")

@@ -324,7 +324,7 @@ def run_grpo(
 ) -> StageResult:
     import time
 
-    from sblite.rewards import build_reward_funcs
+    from sblite.rewards import RewardMetricsCallback, build_reward_funcs
 
     backend.patch_trainers()
     from trl import GRPOConfig, GRPOTrainer
@@ -369,16 +369,17 @@ def run_grpo(
     from sblite.callbacks import ZERO_SIGNAL_THRESHOLD, make_callbacks
 
     callbacks = make_callbacks("grpo", run_dir, console, strict=strict)
-    reward_funcs = build_reward_funcs(cfg.reward, tokenizer)
-    extra_callbacks = [f for f in (getattr(r, "callback", None) for r in reward_funcs) if f is not None]
+    reward_funcs = build_reward_funcs(cfg.reward, tokenizer, max_completion_length=g.max_completion_length)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=callbacks + extra_callbacks,
+        callbacks=callbacks,
     )
+    # reward components (format rate, accuracy, PreB, budget, length) reach the logs on any TRL version
+    RewardMetricsCallback.attach(trainer, reward_funcs)
     _quiet(trainer)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -427,7 +428,9 @@ def provenance(cfg: Recipe, backend, choice, data: PreparedData) -> dict[str, An
 
     from sblite.doctor import package_versions
 
-    versions = package_versions(("sblite", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth"))
+    versions = package_versions(
+        ("sblite", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth")
+    )
     return {
         "recipe": cfg.name,
         "backend": choice.name,
