@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -108,7 +107,7 @@ def child(backend: str, model_dir: str, data_dir: str, out: str, steps: int, toy
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    run_training(cfg, console=Console(file=open(os.devnull, "w")))
+    run_training(cfg, console=Console(quiet=True))
     rows = [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     times = [r["step_time"] for r in rows if r.get("stage") == "grpo" and "step_time" in r][1:]
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None

@@ -122,7 +122,7 @@ def run_sblite(cfg, out: Path) -> list[float]:
 
     from sblite.train import run_training
 
-    run_training(cfg.model_copy(update={"output_dir": str(out)}), console=Console(file=open(os.devnull, "w")))
+    run_training(cfg.model_copy(update={"output_dir": str(out)}), console=Console(quiet=True))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return step_times([r for r in rows if r.get("stage") == "grpo"])
 
