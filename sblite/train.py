@@ -192,7 +192,7 @@ def _trl_config(config_cls, stage_cfg, backend, cfg: Recipe, output_dir: Path, s
         "save_total_limit": stage_cfg.save_total_limit,
         "seed": stage_cfg.seed,
         "data_seed": stage_cfg.seed,
-        "report_to": stage_cfg.report_to or "none",
+        "report_to": available_reporters(stage_cfg.report_to) or "none",
         "disable_tqdm": True,
         "deepspeed": stage_cfg.deepspeed,
         "fsdp": stage_cfg.fsdp or "",
@@ -211,6 +211,24 @@ def _trl_config(config_cls, stage_cfg, backend, cfg: Recipe, output_dir: Path, s
         )
     kwargs.update(stage_cfg.trl_args)
     return config_cls(**{k: v for k, v in kwargs.items() if k in names})
+
+
+_REPORTER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio", "mlflow": "mlflow"}
+
+
+def available_reporters(requested: list[str]) -> list[str]:
+    """``report_to`` entries whose package is installed; the others are dropped with a warning, not a crash."""
+    import importlib.util
+    import warnings
+
+    keep = []
+    for name in requested:
+        pkg = _REPORTER_PACKAGES.get(name, name)
+        if importlib.util.find_spec(pkg) is None:
+            warnings.warn(f"report_to {name!r}: package {pkg!r} is not installed; skipping it", stacklevel=2)
+        else:
+            keep.append(name)
+    return keep
 
 
 def _last_checkpoint(output_dir: Path) -> str | None:

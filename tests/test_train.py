@@ -251,3 +251,11 @@ def test_two_process_data_parallel_run(tiny_prepared_dir, tmp_path):
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["world_size"] == 2
     assert (out / "grpo" / "adapter_model.safetensors").is_file()
+
+
+def test_report_to_keeps_only_installed_reporters():
+    from sblite.train import available_reporters
+
+    with pytest.warns(UserWarning, match="not installed"):
+        assert available_reporters(["surely_not_a_reporter_pkg"]) == []
+    assert available_reporters([]) == []
