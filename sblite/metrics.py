@@ -1,0 +1,201 @@
+"""Evaluation metrics over per-sample records: accuracy, length, compression and budget adherence.
+
+Pure functions over ``EvalRecord`` lists (no model, no I/O), so every number in ``sblite eval``'s report can
+be checked on hand-made records. Zero-division cases (no records, no parsable budgets, no correct answers,
+constant budgets) give ``None`` rather than a crash or a made-up 0.
+
+Definitions (``b`` the budget: predicted in ``self`` mode, pre-filled in ``prefill`` mode; ``l`` solution
+tokens, counted after ``</budget>`` by ``protocol.count_solution_tokens``):
+
+- accuracy: mean correctness over all samples (pass@1 averaged over ``n_samples``); format rate likewise.
+- adherence ±p: share of records with a budget where ``|l - b| <= p * b``; over-run rate: ``l > b``.
+- budget MAE / MAPE: mean ``|l - b|`` and mean ``|l - b| / b``.
+- slope, R²: ordinary least squares of ``l`` on ``b``; Spearman: rank correlation (average ranks for ties).
+- compression vs a baseline: ``1 - mean(l) / mean(l_baseline)`` over the question ids both runs answered.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class EvalRecord:
+    """One generated sample and how it scored."""
+
+    qid: str
+    sample: int
+    correct: bool
+    format_ok: bool
+    length: int
+    budget: int | None = None
+    level: int | None = None
+    difficulty: float | None = None
+    mode: str = "self"
+    prefill_budget: int | None = None
+    finish_reason: str = "stop"
+    answer: str | None = None
+    gold: str | None = None
+    text: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return statistics.fmean(xs) if xs else None
+
+
+def ols(xs: Sequence[float], ys: Sequence[float]) -> tuple[float | None, float | None, float | None]:
+    """Slope, intercept and R² of ``y`` on ``x``; ``(None, None, None)`` when ``x`` is constant or too short.
+
+    >>> ols([1, 2, 3], [2, 4, 6])
+    (2.0, 0.0, 1.0)
+    """
+    n = len(xs)
+    if n < 2 or n != len(ys):
+        return None, None, None
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return None, None, None
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    slope = sxy / sxx
+    intercept = my - slope * mx
+    syy = sum((y - my) ** 2 for y in ys)
+    r2 = (
+        1.0
+        if syy == 0
+        else 1 - sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys, strict=True)) / syy
+    )
+    return slope, intercept, r2
+
+
+def _ranks(xs: Sequence[float]) -> list[float]:
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    ranks = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Spearman's rank correlation with average ranks for ties; None when either side is constant.
+
+    >>> round(spearman([1, 2, 3, 4], [10, 20, 30, 45]), 6)
+    1.0
+    """
+    if len(xs) < 2 or len(xs) != len(ys):
+        return None
+    rx, ry = _ranks(xs), _ranks(ys)
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    sx = math.sqrt(sum((r - mx) ** 2 for r in rx))
+    sy = math.sqrt(sum((r - my) ** 2 for r in ry))
+    if sx == 0 or sy == 0:
+        return None
+    return sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True)) / (sx * sy)
+
+
+def summarize(records: Sequence[EvalRecord], baseline: Sequence[EvalRecord] | None = None) -> dict[str, Any]:
+    """All metrics for one group of records (see the module docstring for definitions)."""
+    n = len(records)
+    lengths = [r.length for r in records]
+    with_budget = [r for r in records if r.budget is not None and r.budget > 0]
+    b = [float(r.budget) for r in with_budget]
+    lb = [float(r.length) for r in with_budget]
+    gaps = [abs(ll - bb) for ll, bb in zip(lb, b, strict=True)]
+    slope, intercept, r2 = ols(b, lb)
+    out: dict[str, Any] = {
+        "n": n,
+        "questions": len({r.qid for r in records}),
+        "accuracy": _mean([float(r.correct) for r in records]),
+        "format_rate": _mean([float(r.format_ok) for r in records]),
+        "mean_tokens": _mean(lengths),
+        "median_tokens": statistics.median(lengths) if lengths else None,
+        "truncated_rate": _mean([float(r.finish_reason == "length") for r in records]),
+        "with_budget": len(with_budget),
+        "mean_budget": _mean(b),
+        "adherence_10": _mean([float(g <= 0.1 * bb) for g, bb in zip(gaps, b, strict=True)]),
+        "adherence_50": _mean([float(g <= 0.5 * bb) for g, bb in zip(gaps, b, strict=True)]),
+        "overrun_rate": _mean([float(ll > bb) for ll, bb in zip(lb, b, strict=True)]),
+        "budget_mae": _mean(gaps),
+        "budget_mape": _mean([g / bb for g, bb in zip(gaps, b, strict=True)]),
+        "slope": slope,
+        "intercept": intercept,
+        "r2": r2,
+        "spearman_budget_level": spearman(
+            [float(r.budget) for r in with_budget if r.level is not None],
+            [float(r.level) for r in with_budget if r.level is not None],
+        ),
+        "spearman_budget_difficulty": spearman(
+            [float(r.budget) for r in with_budget if r.difficulty is not None],
+            [float(r.difficulty) for r in with_budget if r.difficulty is not None],
+        ),
+    }
+    if baseline is not None:
+        out.update(compression(records, baseline))
+    return out
+
+
+def compression(records: Sequence[EvalRecord], baseline: Sequence[EvalRecord]) -> dict[str, Any]:
+    """``1 - mean tokens / baseline mean tokens`` on the questions both runs answered, and the accuracy delta."""
+    base_by_q: dict[str, list[EvalRecord]] = {}
+    for r in baseline:
+        base_by_q.setdefault(r.qid, []).append(r)
+    mine = [r for r in records if r.qid in base_by_q]
+    theirs = [r for q in {r.qid for r in mine} for r in base_by_q[q]]
+    mean_mine = _mean([r.length for r in mine])
+    mean_base = _mean([r.length for r in theirs])
+    acc_mine = _mean([float(r.correct) for r in mine])
+    acc_base = _mean([float(r.correct) for r in theirs])
+    return {
+        "baseline_questions": len({r.qid for r in mine}),
+        "baseline_mean_tokens": mean_base,
+        "compression": None if not mean_base or mean_mine is None else 1 - mean_mine / mean_base,
+        "baseline_accuracy": acc_base,
+        "accuracy_delta": None if acc_mine is None or acc_base is None else acc_mine - acc_base,
+    }
+
+
+def level_bucket(r: EvalRecord) -> str:
+    if r.level is not None:
+        return f"level {r.level}"
+    if r.difficulty is not None:
+        lo = min(int(r.difficulty * 5), 4) / 5
+        return f"difficulty {lo:.1f}-{lo + 0.2:.1f}"
+    return "all"
+
+
+def group_by(records: Iterable[EvalRecord], key: Callable[[EvalRecord], Any]) -> dict[Any, list[EvalRecord]]:
+    groups: dict[Any, list[EvalRecord]] = {}
+    for r in records:
+        groups.setdefault(key(r), []).append(r)
+    return dict(
+        sorted(
+            groups.items(),
+            key=lambda kv: (0, kv[0], "") if isinstance(kv[0], int | float) else (1, 0, str(kv[0])),
+        )
+    )
+
+
+def report(records: Sequence[EvalRecord], baseline: Sequence[EvalRecord] | None = None) -> dict[str, Any]:
+    """Overall, per level (or difficulty bucket) and, for prefill sweeps, per pre-filled budget."""
+    out: dict[str, Any] = {"overall": summarize(records, baseline)}
+    out["by_level"] = {k: summarize(v, baseline) for k, v in group_by(records, level_bucket).items()}
+    sweep = [r for r in records if r.prefill_budget is not None]
+    if sweep:
+        out["by_prefill_budget"] = {
+            str(k): summarize(v, baseline) for k, v in group_by(sweep, lambda r: r.prefill_budget).items()
+        }
+    return out
