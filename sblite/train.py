@@ -213,7 +213,12 @@ def _trl_config(config_cls, stage_cfg, backend, cfg: Recipe, output_dir: Path, s
     return config_cls(**{k: v for k, v in kwargs.items() if k in names})
 
 
-_REPORTER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio", "mlflow": "mlflow"}
+_REPORTER_PACKAGES = {
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "trackio": "trackio",
+    "mlflow": "mlflow",
+}
 
 
 def available_reporters(requested: list[str]) -> list[str]:
@@ -482,18 +487,6 @@ def prepare_run_dir(cfg: Recipe, *, resume: bool) -> Path:
     return run_dir
 
 
-def _quiet_libraries() -> None:
-    """Library progress bars (dataset maps, weight loading) would interleave with sblite's rich output."""
-    import warnings
-
-    import datasets
-    from transformers.utils import logging as hf_logging
-
-    datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)\b")
-
-
 def run_training(
     cfg: Recipe,
     *,
@@ -506,9 +499,10 @@ def run_training(
     from rich.console import Console
 
     from sblite.backends import get_backend
+    from sblite.logs import quiet_libraries
 
     console = console or Console()
-    _quiet_libraries()
+    quiet_libraries()
     if not cfg.data.path:
         raise TrainingError("no data: pass --data DIR (a `sblite prepare` output) or set data.path")
     data = load_prepared(cfg.data.path)

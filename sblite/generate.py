@@ -1,0 +1,230 @@
+"""Budget-aware streaming generation: the user sees the budget first, then a progress bar against it.
+
+    sblite generate "A train travels 60 km in 1.5 hours. What is its speed?" --model runs/demo
+    sblite generate "…" --model runs/demo --budget 40          # pre-fill: force a short answer
+
+``stream_answer`` runs ``model.generate`` in a worker thread with a token streamer and yields ``Progress``
+snapshots. The moment ``</budget>`` has been generated the budget is known, and the live view shows
+"budget N tokens (≈ T s at the measured rate)" and a bar of solution tokens against N, with an ETA; past N
+the bar turns to an over-budget style. Ctrl-C stops generation at the next token, and the partial answer
+and its statistics are still printed. ``--json`` prints one object instead of the live view.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sblite import protocol
+
+
+@dataclass
+class Progress:
+    """One snapshot of a generation in flight."""
+
+    text: str = ""
+    generated: int = 0  # tokens generated so far (after the prompt)
+    solution_tokens: int | None = None  # tokens after </budget> (all of them when the budget was pre-filled)
+    budget: int | None = None
+    prefilled: bool = False
+    elapsed: float = 0.0
+    done: bool = False
+    stopped: bool = False
+    ids: list[int] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float | None:
+        """Tokens per second measured so far."""
+        return self.generated / self.elapsed if self.elapsed > 0 and self.generated else None
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds until the budget is spent at the measured rate (0 when it already is)."""
+        if self.budget is None or self.solution_tokens is None or not self.rate:
+            return None
+        return max(self.budget - self.solution_tokens, 0) / self.rate
+
+    @property
+    def over_budget(self) -> bool:
+        return self.budget is not None and (self.solution_tokens or 0) > self.budget
+
+    def full_text(self) -> str:
+        return (protocol.prefill(self.budget) if self.prefilled and self.budget else "") + self.text
+
+    def to_json(self) -> dict[str, Any]:
+        parsed = protocol.parse_completion(self.full_text())
+        return {
+            "text": self.full_text(),
+            "budget": self.budget,
+            "prefilled": self.prefilled,
+            "solution_tokens": self.solution_tokens,
+            "generated_tokens": self.generated,
+            "seconds": round(self.elapsed, 3),
+            "tokens_per_s": round(self.rate, 2) if self.rate else None,
+            "over_budget": self.over_budget,
+            "stopped": self.stopped,
+            "format_ok": parsed.ok,
+            "format_reason": parsed.reason,
+            "answer": parsed.answer,
+        }
+
+
+class _IdStreamer:
+    """A transformers streamer that forwards generated token ids (the prompt is skipped) to a queue."""
+
+    def __init__(self, q: queue.Queue):
+        self.q, self.prompt_seen = q, False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        self.q.put(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        self.q.put(None)
+
+
+def stream_answer(
+    model: Any,
+    tokenizer: Any,
+    question: str,
+    *,
+    budget: int | None = None,
+    max_new_tokens: int = 512,
+    temperature: float = 0.0,
+    instruction_in_user: bool = False,
+    stop_event: threading.Event | None = None,
+) -> Iterator[Progress]:
+    """Yield a ``Progress`` after every generated token; the last one has ``done=True``.
+
+    Setting ``stop_event`` ends generation at the next token (the caller's Ctrl-C).
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    stop_event = stop_event or threading.Event()
+    prompt = protocol.render_prompt(
+        tokenizer, question, budget=budget, instruction_in_user=instruction_in_user
+    )
+    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+
+    class _Stop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full(
+                (input_ids.shape[0],), stop_event.is_set(), dtype=torch.bool, device=input_ids.device
+            )
+
+    q: queue.Queue = queue.Queue()
+    kwargs: dict[str, Any] = dict(
+        **enc,
+        max_new_tokens=max_new_tokens,
+        streamer=_IdStreamer(q),
+        stopping_criteria=StoppingCriteriaList([_Stop()]),
+        stop_strings=[protocol.SOLUTION_CLOSE],
+        tokenizer=tokenizer,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature, top_k=0)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            with torch.inference_mode():
+                model.generate(**kwargs)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(err)
+        finally:
+            q.put(None)
+
+    thread = threading.Thread(target=work, daemon=True)
+    start = time.perf_counter()
+    thread.start()
+    state = Progress(budget=budget, prefilled=budget is not None)
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    while True:
+        item = q.get()
+        if item is None:
+            break
+        state.ids.extend(item)
+        state.generated = len(state.ids)
+        state.elapsed = time.perf_counter() - start
+        state.text = tokenizer.decode([i for i in state.ids if i not in special], skip_special_tokens=False)
+        if state.prefilled:
+            state.solution_tokens = state.generated
+        elif protocol.BUDGET_CLOSE in state.text:
+            if state.budget is None:
+                state.budget = protocol.parse_completion(
+                    state.text.split(protocol.BUDGET_CLOSE)[0]
+                    + protocol.BUDGET_CLOSE
+                    + "<solution></solution>"
+                ).budget
+            state.solution_tokens = protocol.count_solution_tokens(state.ids, tokenizer)
+        yield state
+    thread.join()
+    if errors:
+        raise errors[0]
+    state.elapsed = time.perf_counter() - start
+    state.stopped = stop_event.is_set()
+    state.done = True
+    yield state
+
+
+def render_live(state: Progress, question: str):
+    """The rich renderable for one snapshot: the text so far, then the budget line and bar."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list[Any] = [Panel(Text(state.full_text() or "…"), title=question[:80], title_align="left")]
+    if state.budget is not None:
+        rate = state.rate
+        head = Text(f"budget {state.budget} tokens", style="bold cyan")
+        if rate:
+            head.append(f"  (≈ {state.budget / rate:.1f} s at {rate:.1f} tok/s)", style="cyan")
+        if state.prefilled:
+            head.append("  pre-filled", style="magenta")
+        used = state.solution_tokens or 0
+        bar = ProgressBar(
+            total=state.budget,
+            completed=min(used, state.budget),
+            width=40,
+            complete_style="red" if state.over_budget else "green",
+            finished_style="red" if state.over_budget else "green",
+        )
+        row = Table.grid(padding=(0, 1))
+        label = (
+            Text(f"{used}/{state.budget} OVER BUDGET +{used - state.budget}", style="bold red")
+            if state.over_budget
+            else Text(f"{used}/{state.budget} solution tokens", style="green")
+        )
+        eta = state.eta
+        row.add_row(bar, label, Text(f"ETA {eta:.1f} s" if eta is not None and not state.done else ""))
+        parts += [head, row]
+    else:
+        parts.append(Text(f"waiting for the budget… {state.generated} tokens", style="dim"))
+    return Group(*parts)
+
+
+def summary_line(state: Progress) -> str:
+    info = state.to_json()
+    bits = [
+        "stopped by user" if state.stopped else "done",
+        f"{state.generated} tokens in {state.elapsed:.1f} s"
+        + (f" ({state.rate:.1f} tok/s)" if state.rate else ""),
+    ]
+    if state.budget is not None:
+        bits.append(f"solution {state.solution_tokens or 0}/{state.budget} budget tokens")
+    bits.append(f"answer {info['answer']}" if info["answer"] else "no \\boxed{} answer")
+    if not info["format_ok"]:
+        bits.append(f"format: {info['format_reason']}")
+    return "; ".join(bits)
