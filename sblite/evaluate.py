@@ -1,0 +1,355 @@
+"""``sblite eval``: accuracy, length and budget adherence of a model on a dataset, with a report and plots.
+
+    sblite eval --model builtin:smollm2-135m --dataset gsm8k-test --mode none --limit 50 --out eval/base
+    sblite eval --model runs/demo --dataset gsm8k-test --mode self --baseline eval/base/results.json --out eval/self
+    sblite eval --model runs/demo --dataset gsm8k-test --mode prefill --budgets 32,64,128 --out eval/sweep
+
+Modes: ``self`` (the model states its budget), ``prefill`` (each ``--budgets`` value is pre-filled: a sweep),
+``none`` (plain prompting without the budget format: the base model's own length, the baseline for
+compression). Every sample is generated in batches (``sblite.generation``), graded with
+``sblite.verify.is_correct`` (the same checker for every mode, so base and trained runs compare fairly) and
+measured in solution tokens with ``protocol.count_solution_tokens``. Metrics are ``sblite.metrics``.
+
+Writes ``results.json`` (summary + one record per sample), ``report.md`` (paper-style tables) and PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sblite import protocol
+from sblite.metrics import EvalRecord, report
+
+MODES = ("self", "prefill", "none")
+
+
+class EvalError(ValueError):
+    """Bad eval input; the message is one line saying what to fix."""
+
+
+@dataclass
+class EvalOptions:
+    model: str
+    dataset: str
+    out: str
+    mode: str = "self"
+    budgets: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+    n_samples: int = 1
+    temperature: float = 0.0
+    limit: int | None = None
+    max_new_tokens: int = 512
+    batch_size: int = 16
+    seed: int = 0
+    baseline: str | None = None
+    data_dir: str | None = None
+    stage: str | None = None
+    question_field: str | None = None
+    answer_field: str | None = None
+    instruction_in_user: bool | None = None  # None: what the run trained with (False for plain models)
+    plots: bool = True
+
+
+# ---------------------------------------------------------------------------------------------- questions
+
+
+def load_questions(
+    spec: str,
+    *,
+    data_dir: str | None = None,
+    limit: int | None = None,
+    question_field: str | None = None,
+    answer_field: str | None = None,
+) -> list[dict[str, Any]]:
+    """Questions with ``id``, ``question``, ``answer``, ``level``, ``difficulty`` from any ``prepare`` source,
+    or from a prepared directory (its ``grpo.jsonl``). Invalid rows are skipped (``prepare`` reports them)."""
+    path = Path(spec)
+    if path.is_dir():
+        grpo = path / "grpo.jsonl"
+        if not grpo.is_file():
+            raise EvalError(
+                f"--dataset {spec}: a directory must be a `sblite prepare` output (no grpo.jsonl)"
+            )
+        rows = [json.loads(line) for line in grpo.read_text(encoding="utf-8").splitlines() if line.strip()]
+        out = [
+            {k: r.get(k) for k in ("id", "question", "answer", "level", "difficulty")}
+            for r in rows
+            if r.get("question") and r.get("answer") is not None
+        ]
+        return out[:limit] if limit else out
+    from sblite.data.labels import static_difficulty
+    from sblite.data.sources import (
+        Row,
+        SourceError,
+        Validator,
+        collect_columns,
+        read_records,
+        resolve_fields,
+        resolve_source,
+    )
+
+    try:
+        source = resolve_source(spec, data_dir)
+        records = list(read_records(source))
+        fields = resolve_fields(
+            source, collect_columns(records), question_field=question_field, answer_field=answer_field
+        )
+    except SourceError as err:
+        raise EvalError(str(err)) from None
+    validate = Validator(source, fields)
+    out = []
+    for rec in records:
+        row = validate(rec)
+        if isinstance(row, Row):
+            difficulty, _ = static_difficulty(row)
+            out.append(
+                {
+                    "id": row.id,
+                    "question": row.question,
+                    "answer": row.answer,
+                    "level": row.level,
+                    "difficulty": difficulty,
+                }
+            )
+            if limit and len(out) >= limit:
+                break
+    if not out:
+        raise EvalError(f"--dataset {spec}: no valid questions (check the fields with `sblite prepare`)")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+def _prompts(tok, rows, opts: EvalOptions, instruction_in_user: bool) -> list[tuple[dict, int | None, str]]:
+    """(row, pre-filled budget, prompt text) for every generation job of the chosen mode."""
+    jobs = []
+    for row in rows:
+        if opts.mode == "none":
+            text = protocol.render_prompt(
+                tok,
+                row["question"],
+                system_prompt=protocol.PLAIN_SYSTEM_PROMPT,
+                instruction_in_user=instruction_in_user,
+            )
+            jobs.append((row, None, text))
+        elif opts.mode == "self":
+            jobs.append(
+                (
+                    row,
+                    None,
+                    protocol.render_prompt(tok, row["question"], instruction_in_user=instruction_in_user),
+                )
+            )
+        else:
+            for b in opts.budgets:
+                text = protocol.render_prompt(
+                    tok, row["question"], budget=b, instruction_in_user=instruction_in_user
+                )
+                jobs.append((row, b, text))
+    return jobs
+
+
+def score_generation(
+    row: dict[str, Any], prefill_budget: int | None, gen, tok, mode: str, sample: int
+) -> EvalRecord:
+    """Grade and measure one generated sample."""
+    from sblite.verify import is_correct
+
+    full = protocol.prefill(prefill_budget) + gen.text if prefill_budget is not None else gen.text
+    parsed = protocol.parse_completion(full)
+    if mode == "none":
+        length, budget, fmt = gen.n_tokens, None, False
+    elif prefill_budget is not None:
+        length, budget, fmt = gen.n_tokens, prefill_budget, parsed.ok
+    else:
+        counted = protocol.count_solution_tokens(gen.token_ids, tok)
+        length = counted if counted is not None else gen.n_tokens
+        budget, fmt = parsed.budget, parsed.ok
+    return EvalRecord(
+        qid=str(row["id"]),
+        sample=sample,
+        correct=is_correct(full, row["answer"]),
+        format_ok=fmt,
+        length=length,
+        budget=budget,
+        level=row.get("level"),
+        difficulty=row.get("difficulty"),
+        mode=mode,
+        prefill_budget=prefill_budget,
+        finish_reason=gen.finish_reason,
+        answer=parsed.answer,
+        gold=str(row["answer"]),
+        text=full,
+    )
+
+
+def load_records(path: str | Path) -> list[EvalRecord]:
+    """The per-sample records of an earlier ``results.json`` (for ``--baseline``)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+        return [EvalRecord(**r) for r in data["records"]]
+    except FileNotFoundError:
+        raise EvalError(f"--baseline {path}: no such file; run `sblite eval --mode none` first") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise EvalError(f"--baseline {path}: not an sblite results.json ({err})") from None
+
+
+def run_eval(opts: EvalOptions, console=None) -> dict[str, Any]:
+    """Generate, grade, summarise and write the outputs; returns the results dict."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from sblite.generation import generate_batch
+    from sblite.inference import load_model, resolve_model_spec
+    from sblite.logs import quiet_libraries
+
+    console = console or Console()
+    if opts.mode not in MODES:
+        raise EvalError(f"--mode {opts.mode!r}: choose self, prefill or none")
+    if opts.mode == "prefill" and (not opts.budgets or any(b < 1 for b in opts.budgets)):
+        raise EvalError("--budgets: give positive whole numbers, e.g. --budgets 64,128,256")
+    out = Path(opts.out)
+    baseline = load_records(opts.baseline) if opts.baseline else None
+    rows = load_questions(
+        opts.dataset,
+        data_dir=opts.data_dir,
+        limit=opts.limit,
+        question_field=opts.question_field,
+        answer_field=opts.answer_field,
+    )
+    quiet_libraries()
+    try:
+        spec = resolve_model_spec(opts.model, stage=opts.stage)
+    except FileNotFoundError as err:
+        raise EvalError(f"--model {opts.model}: {err}") from None
+    with console.status(f"loading {spec.label or spec.base}…"):
+        model, tok = load_model(spec)
+    in_user = spec.instruction_in_user if opts.instruction_in_user is None else opts.instruction_in_user
+    jobs = _prompts(tok, rows, opts, in_user)
+    stop = None if opts.mode == "none" else [protocol.SOLUTION_CLOSE]
+    t0 = time.perf_counter()
+    with Progress(
+        TextColumn(f"[bold]eval {opts.mode}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("prompts"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("eval", total=len(jobs))
+        gens = generate_batch(
+            model,
+            tok,
+            [j[2] for j in jobs],
+            max_new_tokens=opts.max_new_tokens,
+            temperature=opts.temperature,
+            num_return_sequences=opts.n_samples,
+            batch_size=opts.batch_size,
+            seed=opts.seed,
+            stop_strings=stop,
+            on_batch=lambda n: progress.advance(task, n),
+        )
+    seconds = time.perf_counter() - t0
+    records = [
+        score_generation(row, b, g, tok, opts.mode, i)
+        for (row, b, _), samples in zip(jobs, gens, strict=True)
+        for i, g in enumerate(samples)
+    ]
+    summary = report(records, baseline)
+    generated = sum(g.n_tokens for samples in gens for g in samples)
+    result = {
+        "model": spec.label or spec.base,
+        "model_spec": {"base": spec.base, "adapter": spec.adapter, "instruction_in_user": in_user},
+        "dataset": opts.dataset,
+        "mode": opts.mode,
+        "options": {k: v for k, v in vars(opts).items() if k not in ("model", "dataset", "mode")},
+        "seconds": seconds,
+        "generated_tokens": generated,
+        "tokens_per_s": generated / seconds if seconds > 0 else None,
+        "summary": summary,
+        "records": [r.to_json() for r in records],
+    }
+    write_outputs(result, out, plots=opts.plots)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "—"
+    if pct:
+        return f"{100 * v:.1f}%"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+ROW_COLUMNS = [
+    ("n", "n", False),
+    ("accuracy", "acc", True),
+    ("format_rate", "format", True),
+    ("mean_tokens", "mean tok", False),
+    ("median_tokens", "median tok", False),
+    ("compression", "compression", True),
+    ("mean_budget", "mean budget", False),
+    ("adherence_50", "within ±50%", True),
+    ("adherence_10", "within ±10%", True),
+    ("overrun_rate", "over-run", True),
+    ("budget_mape", "MAPE", True),
+    ("slope", "slope", False),
+    ("r2", "R²", False),
+    ("spearman_budget_level", "ρ(budget, level)", False),
+]
+
+
+def markdown_table(rows: list[tuple[str, dict[str, Any]]], first: str = "group") -> str:
+    head = "| " + " | ".join([first] + [c[1] for c in ROW_COLUMNS]) + " |"
+    sep = "| --- " + "| ---: " * len(ROW_COLUMNS) + "|"
+    body = [
+        "| " + " | ".join([name] + [_fmt(s.get(k), pct) for k, _, pct in ROW_COLUMNS]) + " |"
+        for name, s in rows
+    ]
+    return "\n".join([head, sep, *body])
+
+
+def render_report(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    lines = [
+        f"# sblite eval: {result['model']} on {result['dataset']} ({result['mode']} mode)",
+        "",
+        f"{s['overall']['n']} samples over {s['overall']['questions']} questions in {result['seconds']:.0f} s "
+        f"({_fmt(result['tokens_per_s'])} tok/s).",
+        "",
+        markdown_table([("overall", s["overall"])], "run"),
+        "",
+        "## By level",
+        "",
+        markdown_table(list(s["by_level"].items()), "level"),
+    ]
+    if "by_prefill_budget" in s:
+        lines += [
+            "",
+            "## Pre-filled budget sweep",
+            "",
+            markdown_table(list(s["by_prefill_budget"].items()), "budget"),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: dict[str, Any], out: Path, *, plots: bool = True) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    tmp.replace(out / "results.json")
+    (out / "report.md").write_text(render_report(result), encoding="utf-8")
+    if plots:
+        from sblite.plots import plot_eval
+
+        plot_eval(result, out)
