@@ -1,0 +1,161 @@
+"""Graded arithmetic word problems: exact answers, five difficulty levels, seeded and regenerable.
+
+    python -m sblite.data.synthetic --out data/arith            # regenerate the bundled files
+
+SelfBudgeter needs data the model can *partly* solve: budgets only mean something when easy questions get
+short correct answers and hard ones need more tokens (or fail). A 135M model solves almost nothing of GSM8K,
+so the CPU demo and reproduction use these problems instead. Each level adds steps and larger numbers:
+
+    level 1  bare sum of two numbers 1-9                      "What is 3 + 4?"
+    level 2  one step word problem, +/- with numbers 1-9      "Ann has 3 pens and gets 4 more…"
+    level 3  one step, +/- with numbers 10-99, or × 2-9
+    level 4  two steps, +/- with numbers 2-50
+    level 5  two steps, × then +/- (numbers up to 12 / 40)
+
+Every row has ``question``, ``answer`` (an integer as text, never negative), ``solution`` (a worked
+reference ending in ``\\boxed{answer}``), ``level`` and ``id``. The same seed gives the same file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+NAMES = ["Ann", "Ben", "Cara", "Dan", "Eve", "Finn", "Gia", "Hugo", "Ivy", "Jon", "Kim", "Leo", "Mia", "Noah"]
+THINGS = ["apples", "books", "coins", "pens", "cards", "eggs", "stamps", "marbles", "shells", "stickers"]
+LEVELS = (1, 2, 3, 4, 5)
+
+
+def _pick(rng: random.Random) -> tuple[str, str]:
+    return rng.choice(NAMES), rng.choice(THINGS)
+
+
+def _add_or_sub(rng: random.Random, lo: int, hi: int, start: int | None = None) -> tuple[str, int, int, str]:
+    """One +/- step on ``start`` (or a fresh number). Returns (phrase, operand, result, op) with result ≥ 0."""
+    a = start if start is not None else rng.randint(lo, hi)
+    b = rng.randint(lo, hi)
+    if rng.random() < 0.5 or b > a:
+        return "gets {b} more", b, a + b, "+"
+    return "gives away {b}", b, a - b, "-"
+
+
+_LEVEL1_FORMS = ("What is {a} + {b}?", "What is {a} plus {b}?", "Add {a} and {b}.", "Compute {a} + {b}.")
+
+
+def level1(rng: random.Random) -> tuple[str, list[str], int]:
+    a, b = rng.randint(1, 9), rng.randint(1, 9)
+    return rng.choice(_LEVEL1_FORMS).format(a=a, b=b), [f"{a} + {b} = {a + b}."], a + b
+
+
+def level2(rng: random.Random) -> tuple[str, list[str], int]:
+    name, thing = _pick(rng)
+    a = rng.randint(1, 9)
+    phrase, b, res, op = _add_or_sub(rng, 1, 9, a)
+    q = f"{name} has {a} {thing} and {phrase.format(b=b)}. How many {thing} does {name} have now?"
+    return q, [f"{a} {op} {b} = {res}."], res
+
+
+def level3(rng: random.Random) -> tuple[str, list[str], int]:
+    name, thing = _pick(rng)
+    if rng.random() < 0.35:
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        q = f"{name} has {a} boxes with {b} {thing} in each box. How many {thing} does {name} have?"
+        return q, [f"{a} × {b} = {a * b}."], a * b
+    a = rng.randint(10, 99)
+    phrase, b, res, op = _add_or_sub(rng, 10, 99, a)
+    q = f"{name} has {a} {thing} and {phrase.format(b=b)}. How many {thing} does {name} have now?"
+    return q, [f"{a} {op} {b} = {res}."], res
+
+
+def level4(rng: random.Random) -> tuple[str, list[str], int]:
+    name, thing = _pick(rng)
+    a = rng.randint(2, 50)
+    p1, b, r1, o1 = _add_or_sub(rng, 2, 50, a)
+    p2, c, r2, o2 = _add_or_sub(rng, 2, 50, r1)
+    q = (
+        f"{name} has {a} {thing}. {name} {p1.format(b=b)}, then {p2.format(b=c)}. "
+        f"How many {thing} does {name} have now?"
+    )
+    return q, [f"{a} {o1} {b} = {r1}.", f"{r1} {o2} {c} = {r2}."], r2
+
+
+def level5(rng: random.Random) -> tuple[str, list[str], int]:
+    name, thing = _pick(rng)
+    a, b = rng.randint(2, 12), rng.randint(2, 12)
+    r1 = a * b
+    p2, c, r2, o2 = _add_or_sub(rng, 2, 40, r1)
+    q = (
+        f"{name} buys {a} packs of {thing} with {b} in each pack, and then {p2.format(b=c)}. "
+        f"How many {thing} does {name} have?"
+    )
+    return q, [f"{a} × {b} = {r1}.", f"{r1} {o2} {c} = {r2}."], r2
+
+
+GENERATORS: dict[int, Callable[[random.Random], tuple[str, list[str], int]]] = {
+    1: level1,
+    2: level2,
+    3: level3,
+    4: level4,
+    5: level5,
+}
+
+
+def generate(n_per_level: int, *, seed: int = 0, levels=LEVELS, prefix: str = "arith") -> list[dict]:
+    """``n_per_level`` distinct problems per level, interleaved by level, deterministic in ``seed``."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    by_level: dict[int, list[dict]] = {lv: [] for lv in levels}
+    for lv in levels:
+        tries = 0
+        while len(by_level[lv]) < n_per_level:
+            tries += 1
+            if tries > 100 * n_per_level:
+                raise ValueError(f"level {lv}: cannot find {n_per_level} distinct problems")
+            q, steps, ans = GENERATORS[lv](rng)
+            if q in seen:
+                continue
+            seen.add(q)
+            solution = " ".join(steps) + f" The answer is \\boxed{{{ans}}}."
+            by_level[lv].append({"question": q, "answer": str(ans), "solution": solution, "level": lv})
+    rows = [row for group in zip(*by_level.values(), strict=True) for row in group]
+    for i, row in enumerate(rows):
+        row["id"] = f"{prefix}-{i:05d}"
+    return rows
+
+
+def write_jsonl(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+SPLITS = {"train": (120, 1), "test": (40, 2)}  # rows per level, seed
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Regenerate the graded arithmetic problems (train and test).")
+    ap.add_argument("--out", default="data/arith")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    test = generate(SPLITS["test"][0], seed=SPLITS["test"][1], prefix="arith-test")
+    held_out = {r["question"] for r in test}
+    train = [
+        r
+        for r in generate(SPLITS["train"][0] + 20, seed=SPLITS["train"][1], prefix="arith-train")
+        if r["question"] not in held_out
+    ]
+    per_level: dict[int, list[dict]] = {}
+    for r in train:
+        per_level.setdefault(r["level"], []).append(r)
+    train = [
+        r for group in zip(*[v[: SPLITS["train"][0]] for v in per_level.values()], strict=True) for r in group
+    ]
+    write_jsonl(train, out / "train.jsonl")
+    write_jsonl(test, out / "test.jsonl")
+    print(f"wrote {len(train)} train and {len(test)} test problems to {out}")
+
+
+if __name__ == "__main__":
+    main()
