@@ -159,7 +159,8 @@ def score_generation(
     """Grade and measure one generated sample."""
     from sblite.verify import is_correct
 
-    full = protocol.prefill(prefill_budget) + gen.text if prefill_budget is not None else gen.text
+    text = gen.text if mode == "none" else protocol.cut_after_solution(gen.text)
+    full = protocol.prefill(prefill_budget) + text if prefill_budget is not None else text
     parsed = protocol.parse_completion(full)
     if mode == "none":
         length, budget, fmt = gen.n_tokens, None, False

@@ -156,7 +156,9 @@ def stream_answer(
         state.ids.extend(item)
         state.generated = len(state.ids)
         state.elapsed = time.perf_counter() - start
-        state.text = tokenizer.decode([i for i in state.ids if i not in special], skip_special_tokens=False)
+        state.text = protocol.cut_after_solution(
+            tokenizer.decode([i for i in state.ids if i not in special], skip_special_tokens=False)
+        )
         if state.prefilled:
             state.solution_tokens = state.generated
         elif protocol.BUDGET_CLOSE in state.text:

@@ -293,6 +293,18 @@ def parse_completion(text: str) -> ParsedCompletion:
     return ParsedCompletion(ok=True, budget=budget, solution=solution, answer=extract_boxed(solution))
 
 
+def cut_after_solution(text: str) -> str:
+    """``text`` up to and including the first ``</solution>``: what a decoder stopping on that string means.
+
+    A stop string can end inside a token, so the decoded text may run a few characters past it.
+
+    >>> cut_after_solution("<budget>5</budget><solution>x</solution><|im")
+    '<budget>5</budget><solution>x</solution>'
+    """
+    idx = text.find(SOLUTION_CLOSE)
+    return text if idx < 0 else text[: idx + len(SOLUTION_CLOSE)]
+
+
 # --------------------------------------------------------------------------------------------- lengths
 
 
