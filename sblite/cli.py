@@ -198,7 +198,333 @@ def _print_plan(cfg) -> None:
 # --- sblite prepare (issue 3) goes here ---
 
 
+@app.command("prepare")
+def prepare_cmd(
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="gsm8k, gsm8k-test, math, math500, svamp, a .jsonl/.json/.parquet/.csv file, or hf:owner/name[:split]"
+        ),
+    ],
+    out: Annotated[str, typer.Option(help="output directory (sft/grpo/rejects .jsonl, report.json)")],
+    labels: Annotated[
+        str, typer.Option(help="reference (offline, reference solutions) or sample (base model)")
+    ] = "reference",
+    model: Annotated[
+        str | None, typer.Option(help="model to sample from: builtin:smollm2-135m, a directory, a hub id")
+    ] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="tokenizer that counts budgets (default: the model's)")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="samples per question (sample mode)")] = 4,
+    temperature: Annotated[float, typer.Option(help="sampling temperature (sample mode)")] = 0.7,
+    top_p: Annotated[float, typer.Option(help="nucleus sampling (sample mode)")] = 0.95,
+    max_new_tokens: Annotated[
+        int, typer.Option(help="longest response sampled; longer ones count as wrong")
+    ] = 512,
+    batch_size: Annotated[int, typer.Option(help="questions per generation batch (sample mode)")] = 8,
+    limit: Annotated[int | None, typer.Option(help="read only the first N records")] = None,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    question_field: Annotated[str | None, typer.Option(help="record key of the question")] = None,
+    answer_field: Annotated[str | None, typer.Option(help="record key of the gold answer")] = None,
+    solution_field: Annotated[str | None, typer.Option(help="record key of the reference solution")] = None,
+    level_field: Annotated[str | None, typer.Option(help="record key of the difficulty level")] = None,
+    id_field: Annotated[str | None, typer.Option(help="record key of the question id")] = None,
+    data_dir: Annotated[
+        str | None,
+        typer.Option(help="local copies of known datasets (default: $SBLITE_DATA, ../shared/data)"),
+    ] = None,
+    instruction_in_user: Annotated[
+        bool, typer.Option(help="put the instruction in the user turn (small models)")
+    ] = False,
+    max_prompt_tokens: Annotated[
+        int | None, typer.Option(help="reject questions whose prompt is longer")
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="sampling engine: auto (vLLM on a GPU when installed), hf, vllm")
+    ] = "auto",
+    force: Annotated[bool, typer.Option(help="overwrite a non-empty --out")] = False,
+) -> None:
+    """Label a dataset with budgets and difficulty: sft.jsonl, grpo.jsonl, rejects.jsonl, report.json."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sblite.data.prepare import PrepareError, PrepareOptions, render_report, run_prepare
+
+    opts = PrepareOptions(
+        dataset=dataset,
+        out=out,
+        labels=labels,
+        model=model,
+        tokenizer=tokenizer,
+        k=k,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        limit=limit,
+        seed=seed,
+        question_field=question_field,
+        answer_field=answer_field,
+        solution_field=solution_field,
+        level_field=level_field,
+        id_field=id_field,
+        data_dir=data_dir,
+        force=force,
+        instruction_in_user=instruction_in_user,
+        max_prompt_tokens=max_prompt_tokens,
+        backend=backend,
+        command=sys.argv[1:],
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, advance: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            elif total is not None:
+                bar.update(tasks[stage], total=total)
+            if advance:
+                bar.advance(tasks[stage], advance)
+
+        try:
+            result = run_prepare(opts, progress=progress)
+        except PrepareError as err:
+            bar.stop()
+            raise fail(str(err)) from None
+    console.print(render_report(result.report))
+    console.print(
+        f"[green]wrote[/] {escape(str(result.out))}: sft.jsonl, grpo.jsonl, rejects.jsonl, report.json"
+    )
+
+
+# --- sblite merge / export (issue 7) go here ---
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+@app.command("merge")
+def merge_cmd(
+    src: Annotated[str, typer.Argument(help="RUN_DIR (newest stage) or a LoRA adapter directory")],
+    out: Annotated[str, typer.Option(help="directory for the merged model (safetensors + tokenizer)")],
+    dtype: Annotated[str, typer.Option(help="bf16, f16, f32 or auto (the base model's)")] = "auto",
+    force: Annotated[bool, typer.Option(help="overwrite a non-empty --out")] = False,
+) -> None:
+    """Merge a trained LoRA adapter into its base model; checks merged logits against the adapter's."""
+    from sblite.export import ExportError, merge_adapter
+
+    try:
+        with console.status("merging…") as status:
+            result = merge_adapter(src, out, dtype, force, log=lambda m: status.update(escape(m)))
+    except (ExportError, OSError) as err:
+        raise fail(str(err)) from None
+    c = result.check
+    table = Table(title=f"merged: {result.out}", title_justify="left")
+    for col in ("base", "dtype", "params", "size", "seconds", "max |Δlogit| (rel)", "top-1 agree"):
+        table.add_column(col, overflow="fold")
+    table.add_row(escape(result.base), result.dtype, f"{result.n_params / 1e6:.2f} M", _mb(result.bytes),
+                  f"{result.seconds:.1f}", f"{c['max_abs_logit_diff']:.2e} ({c['rel_logit_diff']:.1e} ≤ "
+                  f"{c['tolerance']:.0e})", f"{c['top1_agreement']:.1%}")
+    console.print(table)
+
+
+@app.command("export")
+def export_cmd(
+    src: Annotated[str, typer.Argument(help="merged/full MODEL_DIR, builtin: name, RUN_DIR or adapter dir")],
+    out: Annotated[str, typer.Option(help="output directory for NAME-QUANT.gguf (+ merged/ for a run)")],
+    gguf: Annotated[bool, typer.Option("--gguf", help="export GGUF (the only format today)")] = False,
+    quant: Annotated[
+        str, typer.Option(help="f32, f16, bf16, q8_0 (no llama.cpp needed); q4_k_m, q5_k_m, q6_k, … (llama.cpp)")
+    ] = "f16",
+    ollama: Annotated[bool, typer.Option("--ollama", help="also write an Ollama Modelfile")] = False,
+    verify: Annotated[bool, typer.Option(help="check the file with transformers and llama.cpp")] = True,
+    dtype: Annotated[str, typer.Option(help="dtype of the merge, when SRC is a run: bf16, f16, f32, auto")] = "auto",
+    force: Annotated[bool, typer.Option(help="overwrite existing outputs")] = False,
+) -> None:
+    """Export a model to GGUF (merging a run first), verified by transformers and llama.cpp."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sblite.export import ExportError, VerificationError, export_gguf
+
+    if not gguf:
+        raise fail("choose a format: --gguf")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("preparing", total=None)
+
+        def progress(name: str, done: int, total: int) -> None:
+            bar.update(task, description=f"writing {quant} tensors", completed=done, total=total)
+
+        def log(message: str) -> None:
+            bar.update(task, description=escape(message))
+
+        try:
+            result = export_gguf(src, out, quant, ollama=ollama, verify=verify, force=force, dtype=dtype,
+                                 progress=progress, log=log)
+            failure = None
+        except VerificationError as err:
+            result, failure = err.result, str(err)
+        except (ExportError, OSError, RuntimeError) as err:
+            bar.stop()
+            raise fail(str(err)) from None
+    _print_export(result)
+    if failure:
+        raise fail(failure, code=1)
+
+
+def _print_export(result) -> None:
+    table = Table(title=f"exported: {result.gguf}", title_justify="left")
+    table.add_column("item")
+    table.add_column("value", overflow="fold")
+    if result.merged is not None:
+        m = result.merged
+        how = "reused (same adapter)" if m.reused else f"{m.seconds:.1f} s"
+        table.add_row("merged", f"{m.out} ({m.dtype}, {_mb(m.bytes)}, {how}; merge check "
+                      f"{m.check.get('rel_logit_diff', float('nan')):.1e} rel)")
+    table.add_row("gguf", f"{result.arch}, {result.quant}, {_mb(result.bytes)}, pre-tokenizer {result.pre_tokenizer}")
+    table.add_row("sha256", result.sha256)
+    table.add_row("times", ", ".join(f"{k} {v:.2f} s" for k, v in result.seconds.items()))
+    v = result.verification
+    if not v:
+        table.add_row("verification", "[yellow]skipped (--no-verify)[/]")
+    else:
+        tf = v["transformers"]
+        ok = "[green]ok[/]" if tf["passed"] else "[bold red]FAILED[/]"
+        table.add_row("transformers", f"{ok} max |Δlogit| {tf['max_abs_logit_diff']:.2e} (rel {tf['rel_logit_diff']:.1e}"
+                      f" ≤ {tf['tolerance']:.0e}), top-1 agreement {tf['top1_agreement']:.1%} over "
+                      f"{tf['positions']} positions")
+        lc = v["llama_cpp"]
+        if isinstance(lc, str):
+            table.add_row("llama.cpp", f"[yellow]{escape(lc)}[/]")
+        else:
+            tok_ok = "[green]ok[/]" if lc["tokenization_match"] else "[bold red]FAILED[/]"
+            greedy = "equal" if lc["greedy_diverged_at"] is None else (
+                f"diverged at token {lc['greedy_diverged_at']}" + (" (a tie)" if lc["greedy_divergence_is_tie"] else ""))
+            table.add_row("llama.cpp tokens", f"{tok_ok} {lc['tokenization_checked']} texts incl. budget tags")
+            table.add_row("llama.cpp greedy", f"{greedy} over {lc['greedy_tokens']} tokens "
+                          f"({'must match' if lc['exact_required'] else 'reported'}); first-step max |Δlogit| "
+                          f"{lc['first_step_max_abs_logit_diff']:.2e}")
+    if result.modelfile:
+        table.add_row("ollama", f"{result.modelfile} (ollama create NAME -f {result.modelfile.name})")
+    table.add_row("provenance", str(result.provenance))
+    console.print(table)
+
+
 # --- sblite eval / generate (issue 6) go here ---
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str, typer.Option(help="RUN_DIR, adapter dir, model dir, builtin: name or hub id")],
+    dataset: Annotated[str, typer.Option(help="as in `sblite prepare` (gsm8k-test, math500, a file, hf:…) or a prepared DIR")],
+    out: Annotated[str, typer.Option(help="output dir: results.json, report.md, PNG plots")],
+    mode: Annotated[str, typer.Option(help="self (model states its budget), prefill (sweep --budgets), none (plain)")] = "self",
+    budgets: Annotated[str, typer.Option(help="comma-separated budgets for --mode prefill")] = "64,128,256,512",
+    n_samples: Annotated[int, typer.Option(help="samples per question (pass@1 is their mean)")] = 1,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    limit: Annotated[int | None, typer.Option(help="first N valid questions")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="generation cap per sample")] = 512,
+    batch_size: Annotated[int, typer.Option(help="prompts per generation batch")] = 16,
+    baseline: Annotated[str | None, typer.Option(help="results.json of a --mode none run, for compression")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="where known dataset names live (default $SBLITE_DATA)")] = None,
+    stage: Annotated[str | None, typer.Option(help="sft or grpo inside a RUN_DIR (default: newest)")] = None,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    question_field: Annotated[str | None, typer.Option(help="question column of a custom file")] = None,
+    answer_field: Annotated[str | None, typer.Option(help="answer column of a custom file")] = None,
+) -> None:
+    """Accuracy, length, compression and budget adherence on a dataset; writes a report and plots."""
+    from sblite.evaluate import EvalError, EvalOptions, run_eval
+
+    try:
+        budget_list = [int(b) for b in budgets.split(",") if b.strip()]
+    except ValueError:
+        raise fail(f"--budgets {budgets!r}: give comma-separated whole numbers, e.g. 64,128,256") from None
+    opts = EvalOptions(model=model, dataset=dataset, out=out, mode=mode, budgets=budget_list, n_samples=n_samples,
+                       temperature=temperature, limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                       baseline=baseline, data_dir=data_dir, stage=stage, seed=seed,
+                       question_field=question_field, answer_field=answer_field)
+    try:
+        result = run_eval(opts, console=console)
+    except (EvalError, FileNotFoundError, OSError) as err:
+        raise fail(str(err)) from None
+    _print_eval(result, out)
+
+
+def _print_eval(result: dict, out: str) -> None:
+    from sblite.evaluate import ROW_COLUMNS, _fmt
+
+    shown = {"n", "accuracy", "format_rate", "mean_tokens", "compression", "mean_budget", "adherence_50",
+             "adherence_10", "slope", "spearman_budget_level"}
+    cols = [c for c in ROW_COLUMNS if c[0] in shown]
+    table = Table(title=f"{result['model']} · {result['dataset']} · {result['mode']}", title_justify="left")
+    table.add_column("group")
+    for _, name, _ in cols:
+        table.add_column(name.replace("within ", ""), justify="right")
+    s = result["summary"]
+    rows = [("overall", s["overall"]), *s["by_level"].items(), *s.get("by_prefill_budget", {}).items()]
+    for name, stats in rows:
+        table.add_row(str(name), *[_fmt(stats.get(k), pct) for k, _, pct in cols])
+    console.print(table)
+    console.print(f"wrote {out}/results.json, report.md (all metrics) and plots")
+
+
+@app.command("generate")
+def generate_cmd(
+    question: Annotated[str, typer.Argument(help="the question to answer")],
+    model: Annotated[str, typer.Option(help="RUN_DIR, adapter dir, model dir, builtin: name or hub id")] = (
+        "builtin:smollm2-135m"
+    ),
+    budget: Annotated[int | None, typer.Option(help="pre-fill this budget: <budget>N</budget><solution>")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="hard cap on generated tokens")] = 512,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    stage: Annotated[str | None, typer.Option(help="sft or grpo inside a RUN_DIR (default: newest)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object, no live view")] = False,
+) -> None:
+    """Answer one question, showing the model's budget as soon as it is stated and progress against it."""
+    import json
+    import threading
+
+    from sblite import protocol
+    from sblite.generate import render_live, stream_answer, summary_line
+    from sblite.inference import load_model, resolve_model_spec
+    from sblite.logs import quiet_libraries
+
+    quiet_libraries()
+    if budget is not None and not 1 <= budget <= protocol.MAX_BUDGET:
+        raise fail(f"--budget {budget}: choose a whole number in 1..{protocol.MAX_BUDGET}")
+    try:
+        spec = resolve_model_spec(model, stage=stage)
+        with console.status(f"loading {spec.label or spec.base}…"):
+            lm, tok = load_model(spec)
+    except (FileNotFoundError, OSError, ValueError) as err:
+        raise fail(f"--model {model}: {err}") from None
+    stop = threading.Event()
+    stream = stream_answer(lm, tok, question, budget=budget, max_new_tokens=max_new_tokens,
+                           temperature=temperature, instruction_in_user=spec.instruction_in_user, stop_event=stop)
+    state = None
+    if json_out:
+        try:
+            for snapshot in stream:
+                state = snapshot
+        except KeyboardInterrupt:
+            stop.set()
+            for snapshot in stream:
+                state = snapshot
+        print(json.dumps({"question": question, "model": spec.label or spec.base, **state.to_json()}))
+        return
+    from rich.live import Live
+
+    with Live(console=console, refresh_per_second=12, transient=False) as live:
+        try:
+            for state in stream:
+                live.update(render_live(state, question))
+        except KeyboardInterrupt:
+            stop.set()
+            for state in stream:
+                live.update(render_live(state, question))
+    console.print(summary_line(state), highlight=False)
 
 
 @app.command("demo")

@@ -1,0 +1,353 @@
+"""Batched text generation for sampling and evaluation: load a model for inference, generate k samples per
+prompt, and report for each sample its text, completion token ids, token count and why it ended.
+
+Used by ``sblite prepare --labels sample`` (k samples per question from the base model) and meant for
+``sblite eval``. Two engines:
+
+- transformers (``generate_batch``): runs anywhere; prompts are left-padded into batches of ``batch_size``
+  prompts x ``num_return_sequences`` samples, generation stops at EOS (or a stop string) per sequence. The
+  RNG is seeded per batch, so the same prompts in the same batch give the same samples on every run (what
+  makes an interrupted ``prepare`` resume to an identical result).
+- vLLM (``VLLMGenerator``), used when ``vllm`` is installed and a CUDA GPU is visible.
+
+Heavy libraries are imported inside the functions, so importing this module is free.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One sampled completion. ``token_ids`` exclude the prompt, the closing EOS and padding;
+    ``finish_reason`` is ``"stop"`` (EOS or a stop string) or ``"length"`` (cut at ``max_new_tokens``)."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    n_tokens: int
+    finish_reason: FinishReason
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "token_ids": list(self.token_ids),
+            "n_tokens": self.n_tokens,
+            "finish_reason": self.finish_reason,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Generation:
+        return cls(d["text"], tuple(d["token_ids"]), int(d["n_tokens"]), d["finish_reason"])
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_for_inference(
+    model: str, *, dtype: str = "auto", device: str | None = None, tokenizer: str | None = None
+) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` ready for batched generation: eval mode, left padding, a pad token.
+
+    ``model`` is a built-in name (``builtin:smollm2-135m``), a local directory or a hub id; ``dtype``
+    ``auto`` means float32 on CPU and bfloat16 on CUDA.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sblite.models import resolve_model
+
+    path = resolve_model(model)
+    device = device or _default_device()
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer) if tokenizer else path)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
+    lm.eval()
+    return lm, tok
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every id that ends a sequence: the generation config's EOS (may be a list) and the tokenizer's."""
+    ids: list[int] = []
+    cfg_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for v in (cfg_eos if isinstance(cfg_eos, list | tuple) else [cfg_eos]) + [tokenizer.eos_token_id]:
+        if v is not None and int(v) not in ids:
+            ids.append(int(v))
+    return ids
+
+
+def _finish(
+    ids: list[int], eos: set[int], pad_id: int | None, max_new_tokens: int
+) -> tuple[list[int], FinishReason]:
+    for i, t in enumerate(ids):
+        if t in eos:
+            return ids[:i], "stop"
+    while ids and pad_id is not None and ids[-1] == pad_id:
+        ids = ids[:-1]
+    # A sequence shorter than the limit ended early (a stop string, then padding while others ran on).
+    return ids, ("stop" if len(ids) < max_new_tokens else "length")
+
+
+def generate_batch(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float = 1.0,
+    num_return_sequences: int = 1,
+    batch_size: int = 8,
+    seed: int = 0,
+    stop_strings: Sequence[str] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    engine: Literal["compact", "hf"] = "compact",
+) -> list[list[Generation]]:
+    """``num_return_sequences`` samples for each prompt, in prompt order.
+
+    Prompts are full prompt texts (chat template applied, e.g. ``protocol.render_prompt``) and are tokenised
+    without extra special tokens. ``temperature == 0`` is greedy. Batches hold ``batch_size`` prompts; the
+    RNG is re-seeded with ``seed + index of the batch's first prompt`` before each, so a batch's samples do
+    not depend on what ran before it. ``on_batch(n_prompts_done)`` is called after each batch.
+
+    ``engine="compact"`` (default) is sblite's own KV-cache loop that drops finished sequences from the
+    batch (see ``_decode_compact``); ``"hf"`` is ``model.generate``, kept as the reference implementation.
+    """
+    import torch
+
+    if max_new_tokens < 1:
+        raise ValueError("max_new_tokens must be >= 1")
+    if batch_size < 1 or num_return_sequences < 1:
+        raise ValueError("batch_size and num_return_sequences must be >= 1")
+    if tokenizer.padding_side != "left":
+        tokenizer.padding_side = "left"  # right padding would put pads between prompt and completion
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    eos = eos_token_ids(model, tokenizer)
+    eos_set = set(eos)
+    pad_id = tokenizer.pad_token_id
+    gen_kwargs: dict[str, Any] = dict(
+        max_new_tokens=max_new_tokens,
+        num_return_sequences=num_return_sequences,
+        pad_token_id=pad_id,
+        eos_token_id=eos,
+    )
+    if temperature > 0:
+        gen_kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+    else:
+        gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if stop_strings:
+        gen_kwargs.update(stop_strings=list(stop_strings), tokenizer=tokenizer)
+
+    results: list[list[Generation]] = []
+    device = getattr(model, "device", "cpu")
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start : start + batch_size])
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        torch.manual_seed(seed + start)
+        if engine == "hf":
+            with torch.inference_mode():
+                out = model.generate(**enc, **gen_kwargs)
+            new = out[:, enc["input_ids"].shape[1] :].tolist()
+            seqs = [_finish(ids, eos_set, pad_id, max_new_tokens) for ids in new]
+        else:
+            seqs = _decode_compact(
+                model,
+                tokenizer,
+                enc,
+                num_return_sequences,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                eos=eos_set,
+                stop_strings=stop_strings,
+            )
+        for p in range(len(chunk)):
+            gens = []
+            for s in range(num_return_sequences):
+                ids, reason = seqs[p * num_return_sequences + s]
+                text = tokenizer.decode(ids, skip_special_tokens=True)
+                if stop_strings and reason == "length" and any(s_ in text for s_ in stop_strings):
+                    reason = "stop"
+                gens.append(Generation(text, tuple(ids), len(ids), reason))
+            results.append(gens)
+        if on_batch is not None:
+            on_batch(len(chunk))
+    return results
+
+
+def _sample_next(logits: Any, temperature: float, top_p: float) -> Any:
+    """One token per row: greedy at temperature 0, else temperature + nucleus sampling (no top-k)."""
+    import torch
+
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(dim=-1) - sorted_p > top_p  # keep the smallest prefix reaching top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        choice = torch.multinomial(sorted_p, 1).squeeze(-1)
+        return order.gather(-1, choice[:, None]).squeeze(-1)
+    return torch.multinomial(probs, 1).squeeze(-1)
+
+
+def _decode_compact(
+    model: Any,
+    tokenizer: Any,
+    enc: Any,
+    n: int,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    eos: set[int],
+    stop_strings: Sequence[str] | None,
+) -> list[tuple[list[int], FinishReason]]:
+    """Decode ``n`` samples per prompt with a KV cache, dropping finished sequences from the batch.
+
+    ``model.generate`` keeps every row of a batch until the longest one ends, so one rambling sample makes
+    the whole batch pay for its tail; here a finished row leaves the cache (``batch_select_indices``) and
+    each step costs only what is still running. The prompt is prefilled once and its cache repeated ``n``
+    times. Positions come from the left-padded attention mask, as in ``generate``.
+    """
+    import torch
+
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    max_stop = max((len(s) for s in stop_strings), default=0) if stop_strings else 0
+    # transformers >= 5.2x names the cache argument `cache`; older versions `past_key_values`.
+    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    params = inspect.signature(model.forward).parameters
+    # Only the last position's logits are needed: skip the (prompt_len x vocab) projection at prefill.
+    keep_kw = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep_kw)
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+        logits = out.logits[:, -1, :].repeat_interleave(n, dim=0)
+        mask = mask.repeat_interleave(n, dim=0)
+        next_pos = pos[:, -1:].repeat_interleave(n, dim=0) + 1
+        total = ids.shape[0] * n
+        active = list(range(total))
+        tokens_out: list[list[int]] = [[] for _ in range(total)]
+        reasons: list[FinishReason] = ["length"] * total
+        for _step in range(max_new_tokens):
+            nxt = _sample_next(logits, temperature, top_p)
+            keep: list[int] = []
+            for j, (seq, tok) in enumerate(zip(active, nxt.tolist(), strict=True)):
+                if tok in eos:
+                    reasons[seq] = "stop"
+                    continue
+                tokens_out[seq].append(tok)
+                if max_stop:
+                    tail = tokenizer.decode(tokens_out[seq][-(max_stop + 8) :], skip_special_tokens=True)
+                    if any(s in tail for s in stop_strings or ()):
+                        reasons[seq] = "stop"
+                        continue
+                if len(tokens_out[seq]) >= max_new_tokens:
+                    continue  # "length"
+                keep.append(j)
+            if not keep:
+                break
+            if len(keep) < len(active):
+                idx = torch.tensor(keep, device=mask.device)
+                cache.batch_select_indices(idx)
+                mask, next_pos, nxt = mask[idx], next_pos[idx], nxt[idx]
+                active = [active[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            out = model(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=next_pos,
+                use_cache=True,
+                **{cache_kw: cache},
+            )
+            logits = out.logits[:, -1, :]
+            next_pos = next_pos + 1
+    return [(t, r) for t, r in zip(tokens_out, reasons, strict=True)]
+
+
+# ----------------------------------------------------------------------------------------------- vLLM
+
+
+def vllm_available() -> bool:
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
+
+
+class VLLMGenerator:
+    """The same contract as ``generate_batch`` on vLLM (CUDA). vLLM schedules its own batches, so
+    ``batch_size`` only sets how many prompts go in one ``generate`` call (progress granularity)."""
+
+    def __init__(self, model: str, *, seed: int = 0, gpu_memory_utilization: float = 0.85, **llm_kwargs: Any):
+        from vllm import LLM  # type: ignore[import-not-found]
+
+        from sblite.models import resolve_model
+
+        self.llm = LLM(
+            model=resolve_model(model), seed=seed, gpu_memory_utilization=gpu_memory_utilization, **llm_kwargs
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float = 1.0,
+        num_return_sequences: int = 1,
+        batch_size: int = 64,
+        seed: int = 0,
+        stop_strings: Sequence[str] | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[list[Generation]]:
+        from vllm import SamplingParams  # type: ignore[import-not-found]
+
+        results: list[list[Generation]] = []
+        for start in range(0, len(prompts), batch_size):
+            chunk = list(prompts[start : start + batch_size])
+            params = SamplingParams(
+                n=num_return_sequences,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_new_tokens,
+                seed=seed + start,
+                stop=list(stop_strings) if stop_strings else None,
+            )
+            eos = self.tokenizer.eos_token_id
+            for req in self.llm.generate(chunk, params, use_tqdm=False):
+                gens = []
+                for o in req.outputs:
+                    ids = [int(t) for t in o.token_ids]
+                    while ids and ids[-1] == eos:  # vLLM keeps the EOS it stopped on
+                        ids.pop()
+                    reason: FinishReason = "length" if o.finish_reason == "length" else "stop"
+                    gens.append(Generation(o.text, tuple(ids), len(ids), reason))
+                results.append(gens)
+            if on_batch is not None:
+                on_batch(len(chunk))
+        return results

@@ -1,0 +1,306 @@
+"""``sblite prepare``: output contract, budgets, every input row accounted for, errors, sampling and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sblite.cli import app
+from sblite.data.prepare import PrepareError, PrepareOptions, load_jsonl, run_prepare
+from sblite.generation import Generation
+from sblite.protocol import count_solution_tokens, extract_boxed, parse_completion
+
+FIX = Path(__file__).parent / "fixtures"
+runner = CliRunner()
+SFT_KEYS = {"id", "source", "question", "answer", "completion", "b_max", "level", "difficulty"}
+GRPO_KEYS = {"id", "source", "question", "answer", "b_max", "level", "difficulty"}
+
+
+def _check_budgets(rows, tok):
+    for r in rows:
+        p = parse_completion(r["completion"])
+        assert p.ok, r["completion"]
+        assert p.budget == r["b_max"]
+        ids = tok.encode(r["completion"], add_special_tokens=False)
+        assert count_solution_tokens(ids, tok) == r["b_max"]  # the measure training and eval use
+        assert extract_boxed(p.solution) is not None
+
+
+def test_reference_mode_contract(tmp_path, tiny_tokenizer):
+    res = run_prepare(
+        PrepareOptions(dataset=str(FIX / "arith.jsonl"), out=str(tmp_path / "o")), tokenizer=tiny_tokenizer
+    )
+    sft, grpo = load_jsonl(tmp_path / "o" / "sft.jsonl"), load_jsonl(tmp_path / "o" / "grpo.jsonl")
+    assert len(sft) == len(grpo) == 40 and res.sft == 40
+    assert all(set(r) == SFT_KEYS for r in sft) and all(set(r) == GRPO_KEYS for r in grpo)
+    _check_budgets(sft, tiny_tokenizer)
+    first = sft[0]
+    assert "<<" not in first["completion"]  # GSM8K calculator annotations are dropped
+    assert first["completion"].endswith(f"The answer is \\boxed{{{first['answer']}}}.</solution>")
+    assert all(r["level"] is None and 0.0 <= r["difficulty"] <= 1.0 for r in grpo)
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["counts"]["read"] == report["counts"]["kept"] + report["counts"]["rejected"] == 40
+    prov = report["provenance"]
+    assert prov["labels"] == "reference" and len(prov["input_sha256"]) == 64
+    assert prov["versions"]["transformers"] and "math-verify" in prov["versions"]
+    assert not list((tmp_path / "o").glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_math_levels_and_difficulty(tmp_path, tiny_tokenizer):
+    run_prepare(
+        PrepareOptions(dataset=str(FIX / "math_mini.jsonl"), out=str(tmp_path)), tokenizer=tiny_tokenizer
+    )
+    rows = load_jsonl(tmp_path / "sft.jsonl")
+    _check_budgets(rows, tiny_tokenizer)
+    assert [r["level"] for r in rows] == [1, 2, 3, 5, None]
+    assert [r["difficulty"] for r in rows[:4]] == [0.0, 0.25, 0.5, 1.0]
+    assert rows[4]["answer"] == "9" and rows[4]["difficulty"] == 0.5
+    by_level = json.loads((tmp_path / "report.json").read_text())["by_level"]
+    assert [g["group"] for g in by_level] == [1, 2, 3, 5, None]
+    assert all(g["budget"]["p50"] is not None for g in by_level)
+
+
+def test_mixed_file_fully_accounted_for_via_cli(tmp_path, tiny_model_dir):
+    out = tmp_path / "o"
+    r = runner.invoke(
+        app,
+        [
+            "prepare",
+            "--dataset",
+            str(FIX / "mixed.jsonl"),
+            "--tokenizer",
+            str(tiny_model_dir),
+            "--out",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    kept = load_jsonl(out / "grpo.jsonl")
+    rejects = load_jsonl(out / "rejects.jsonl")
+    report = json.loads((out / "report.json").read_text())
+    c = report["counts"]
+    assert c["read"] == c["kept"] + c["rejected"] == 13 and c["kept"] == len(kept) == 3
+    record_lines = [
+        i for i, line in enumerate((FIX / "mixed.jsonl").read_bytes().split(b"\n"), 1) if line.strip()
+    ]
+    kept_lines = [int(k["id"].rsplit("-", 1)[1]) for k in kept]
+    assert sorted(kept_lines + [rj["line"] for rj in rejects]) == record_lines  # each record exactly once
+    assert all({"line", "field", "reason", "detail", "raw"} <= set(rj) for rj in rejects)
+    assert c["rejects_by_reason"] == {
+        "bad_json": 1,
+        "bad_type": 1,
+        "duplicate": 1,
+        "empty_field": 2,
+        "missing_field": 2,
+        "non_utf8": 1,
+        "not_an_object": 1,
+        "unparsable_answer": 1,
+    }
+    assert "rejects by reason" in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "gsm9k"], "unknown dataset"),
+        (["--dataset", "missing.jsonl"], "no such file"),
+        (["--dataset", str(FIX / "mini.csv"), "--question-field", "nope"], "column 'nope' not found"),
+        (["--dataset", str(FIX / "arith.jsonl"), "--labels", "guess"], "choose reference or sample"),
+        (
+            ["--dataset", str(FIX / "arith.jsonl"), "--tokenizer", "/no/such/tokenizer"],
+            "cannot load tokenizer",
+        ),
+        (["--dataset", str(FIX / "arith.jsonl"), "--labels", "sample"], "needs --model"),
+        (["--dataset", "hf:someone/nothing-here"], "cannot load someone/nothing-here"),
+    ],
+)
+def test_cli_errors_are_one_line_exit_2(tmp_path, tiny_model_dir, args, message):
+    extra = [] if "--tokenizer" in args else ["--tokenizer", str(tiny_model_dir)]
+    r = runner.invoke(app, ["prepare", *args, *extra, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "o" / "report.json").exists()
+
+
+def test_refuses_non_empty_out_without_force(tmp_path, tiny_tokenizer):
+    (tmp_path / "keep.txt").write_text("mine")
+    opts = PrepareOptions(dataset=str(FIX / "math_mini.jsonl"), out=str(tmp_path))
+    with pytest.raises(PrepareError, match="--force"):
+        run_prepare(opts, tokenizer=tiny_tokenizer)
+    opts.force = True
+    run_prepare(opts, tokenizer=tiny_tokenizer)
+    assert (tmp_path / "report.json").is_file()
+
+
+def test_prepare_help_is_light():
+    code = (
+        "import sys; from typer.testing import CliRunner; from sblite.cli import app;"
+        "r = CliRunner().invoke(app, ['prepare', '--help']); assert r.exit_code == 0, r.output;"
+        "heavy = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules]; sys.exit(1 if heavy else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------------------------- sample mode
+
+
+def _stub_generate(responses):
+    """A generator double: question text → its k (text, finish_reason) responses."""
+    calls = []
+
+    def generate(prompts, seed):
+        calls.append(len(prompts))
+        out = []
+        for p in prompts:
+            q = next(q for q in responses if q in p)
+            out.append([Generation(t, (), len(t.split()), f) for t, f in responses[q]])
+        return out
+
+    generate.calls = calls
+    return generate
+
+
+def test_sample_mode_labels_with_stub_generator(tmp_path, tiny_tokenizer):
+    responses = {
+        "What is 4 + 9?": [
+            ("4 + 9 = 13. So \\boxed{13}", "stop"),
+            ("It is 13", "stop"),  # no \boxed: appended
+            ("\\boxed{12}", "stop"),
+            ("4 + 9 = 13 ... 13 13 13 13 13", "length"),
+        ],
+        "What is 3 + 6?": [("\\boxed{8}", "stop")] * 4,
+        "What is 2 + 2?": [("\\boxed{} so 4", "stop")] * 4,  # an empty \boxed{} gets the answer appended
+    }
+    src = tmp_path / "two.jsonl"
+    src.write_text(
+        "".join(
+            json.dumps({"question": q, "answer": "#### " + a}) + "\n"
+            for q, a in (("What is 4 + 9?", "13"), ("What is 3 + 6?", "9"), ("What is 2 + 2?", "4"))
+        )
+    )
+    gen = _stub_generate(responses)
+    run_prepare(
+        PrepareOptions(dataset=str(src), out=str(tmp_path / "o"), labels="sample", k=4),
+        generate=gen,
+        tokenizer=tiny_tokenizer,
+    )
+    sft = load_jsonl(tmp_path / "o" / "sft.jsonl")
+    grpo = load_jsonl(tmp_path / "o" / "grpo.jsonl")
+    assert [r["id"] for r in sft] == ["two-1", "two-3"] and len(grpo) == 3
+    assert sft[1]["completion"].endswith("\\boxed{} so 4 The answer is \\boxed{4}.</solution>")
+    row = sft[0]
+    assert row["pass_rate"] == 0.5 and row["k"] == 4 and row["difficulty"] == 0.5
+    assert row["lengths"][3] is None  # cut at max_new_tokens: length unknown, and never correct
+    p = parse_completion(row["completion"])
+    assert p.ok and p.solution == "It is 13 The answer is \\boxed{13}."  # shortest correct, boxed appended
+    assert row["b_max"] == min(row["lengths"][:2]) == p.budget
+    _check_budgets(sft, tiny_tokenizer)
+    assert grpo[1]["b_max"] is None and grpo[1]["pass_rate"] == 0.0 and grpo[1]["difficulty"] == 1.0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["counts"]["no_correct_response"] == 1 and report["by_level"][0]["pass_rate"] == 0.5
+    # a second run with the same arguments is served from the cache
+    gen2 = _stub_generate(responses)
+    run_prepare(
+        PrepareOptions(dataset=str(src), out=str(tmp_path / "o"), labels="sample", k=4, force=True),
+        generate=gen2,
+        tokenizer=tiny_tokenizer,
+    )
+    assert gen2.calls == [] and load_jsonl(tmp_path / "o" / "sft.jsonl") == sft
+
+
+def _cached_ids(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line)["id"] for line in f if line.strip().endswith("}")]
+
+
+def _prepare_cmd(out, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "sblite.cli",
+        "prepare",
+        "--dataset",
+        str(FIX / "arith.jsonl"),
+        "--labels",
+        "sample",
+        "--model",
+        "builtin:tiny-random",
+        "-k",
+        "2",
+        "--max-new-tokens",
+        "96",
+        "--batch-size",
+        "1",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_sample_mode_end_to_end_resumes_after_kill(tmp_path, tiny_model_dir):
+    """A real run on the tiny model, SIGKILLed after a few questions are cached, then restarted: the restart
+    generates only what is missing and ends with the same files as an uninterrupted run."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_prepare_cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    cached = 0
+    while time.time() < deadline and proc.poll() is None:
+        files = list((killed / ".cache").glob("samples-*.jsonl"))
+        cached = len(_cached_ids(files[0])) if files else 0
+        if cached >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "report.json").exists()
+    cache_file = next((killed / ".cache").glob("samples-*.jsonl"))
+    before = _cached_ids(cache_file)
+    assert 3 <= len(before) < 40
+
+    done = subprocess.run(_prepare_cmd(killed), env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = _cached_ids(cache_file)
+    assert after[: len(before)] == before and len(after) == 40 and len(set(after)) == 40  # nothing redone
+
+    fresh = tmp_path / "fresh"
+    full = subprocess.run(_prepare_cmd(fresh), env=env, capture_output=True, text=True, timeout=120)
+    assert full.returncode == 0, full.stderr[-2000:]
+    for name in ("sft.jsonl", "grpo.jsonl", "rejects.jsonl"):
+        assert (killed / name).read_text() == (fresh / name).read_text(), name
+    report = json.loads((killed / "report.json").read_text())
+    assert report["counts"]["grpo"] == 40 and report["provenance"]["engine"] == "hf-compact"
+    rows = load_jsonl(killed / "grpo.jsonl")
+    assert all(len(r["lengths"]) == 2 and r["k"] == 2 for r in rows)
+
+
+# ------------------------------------------------------------------------------------------- real data (CI)
+
+
+def test_shared_gsm8k_and_math_reference(tmp_path, shared_data):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(shared_data / "tokenizers" / "qwen2")
+    res = run_prepare(
+        PrepareOptions(dataset="gsm8k", out=str(tmp_path / "g"), data_dir=str(shared_data), limit=200),
+        tokenizer=tok,
+    )
+    assert res.report["counts"]["kept"] == 200 and res.sft == 200
+    _check_budgets(load_jsonl(tmp_path / "g" / "sft.jsonl")[:20], tok)
+    res = run_prepare(
+        PrepareOptions(dataset="math500", out=str(tmp_path / "m"), data_dir=str(shared_data)), tokenizer=tok
+    )
+    med = {g["group"]: g["budget"]["p50"] for g in res.report["by_level"]}
+    assert med[1] < med[3] < med[5]  # budgets grow with MATH level
