@@ -55,3 +55,12 @@ def test_bundled_files_are_what_the_generator_writes(tmp_path):
     train = {json.loads(x)["question"] for x in (DATA / "train.jsonl").read_text().splitlines()}
     test = {json.loads(x)["question"] for x in (DATA / "test.jsonl").read_text().splitlines()}
     assert not train & test and len(test) == 200 and len(train) == 600
+
+
+def test_bundled_sets_resolve_by_name():
+    from sblite.data.sources import resolve_source
+
+    for name, rows in (("arith", 600), ("arith-test", 200)):
+        src = resolve_source(name)
+        assert src.path is not None and src.path.is_file()
+        assert sum(1 for _ in src.path.open()) == rows

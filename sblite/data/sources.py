@@ -71,6 +71,9 @@ KNOWN_SOURCES: dict[str, KnownSource] = {
     ),
     "svamp": KnownSource("svamp", "svamp/SVAMP.json", ("ChilleD/SVAMP", None, "train"), "svamp"),
 }
+#: Datasets shipped in this repository (``data/``): the graded arithmetic problems of ``synthetic.py``.
+BUNDLED_DATA = Path(__file__).resolve().parents[2] / "data"
+BUNDLED_SOURCES: dict[str, str] = {"arith": "arith/train.jsonl", "arith-test": "arith/test.jsonl"}
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,11 @@ def resolve_source(spec: str, data_dir: str | os.PathLike | None = None) -> Sour
         if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", repo or ""):
             raise SourceError(f"--dataset {spec!r}: expected hf:owner/name[:split]")
         return Source(spec=spec, name=repo.rsplit("/", 1)[-1], path=None, hub=(repo, None, split or "train"))
+    if spec in BUNDLED_SOURCES:
+        path = BUNDLED_DATA / BUNDLED_SOURCES[spec]
+        if not path.is_file():
+            raise SourceError(f"--dataset {spec}: {path} is missing; regenerate it: python -m sblite.data.synthetic")
+        return Source(spec=spec, name=spec, path=path.resolve())
     if spec in KNOWN_SOURCES:
         known = KNOWN_SOURCES[spec]
         explicit = data_dir if data_dir is not None else os.environ.get("SBLITE_DATA") or None
@@ -219,7 +227,7 @@ def resolve_source(spec: str, data_dir: str | os.PathLike | None = None) -> Sour
             raise SourceError(f"--dataset {spec}: file is not readable (check its permissions)")
         return Source(spec=spec, name=path.stem, path=path.resolve())
     raise SourceError(
-        f"--dataset {spec!r}: unknown dataset; use one of {', '.join(KNOWN_SOURCES)}, "
+        f"--dataset {spec!r}: unknown dataset; use one of {', '.join([*BUNDLED_SOURCES, *KNOWN_SOURCES])}, "
         "a .jsonl/.json/.parquet/.csv file, or hf:owner/name[:split]"
     )
 
