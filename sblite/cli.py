@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -528,11 +529,22 @@ def generate_cmd(
 
 
 @app.command("demo")
-def demo_cmd() -> None:
-    """The embedded default job. Today: doctor, the recipe table, and a dry run of the CPU demo recipe."""
-    doctor_cmd()
-    recipes_cmd()
-    train_cmd(recipe="smollm2-135m", dry_run=True)
+def demo_cmd(
+    out: Annotated[str, typer.Option(help="output folder (prepared data, run, evals, GGUF, report.md)")] = "demo-out",
+    quick: Annotated[bool, typer.Option(help="a smaller run in a few minutes (a smoke test, not a result)")] = False,
+    force: Annotated[bool, typer.Option(help="overwrite a non-empty --out")] = False,
+) -> None:
+    """The whole pipeline on SmolLM2-135M and bundled arithmetic problems, in about 15-20 minutes on 2 cores."""
+    from sblite.demo import DemoOptions, run_demo
+
+    opts = DemoOptions.quick(out=out, force=force) if quick else DemoOptions(out=out, force=force)
+    try:
+        summary = run_demo(opts, console=console)
+    except FileExistsError as err:
+        raise fail(str(err)) from None
+    console.rule("[bold green]demo finished")
+    console.print((Path(out) / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
+    console.print(f"total {summary['timings_s']['total'] / 60:.1f} min; everything is in {out}/")
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -1,0 +1,220 @@
+"""``sblite demo``: the whole SelfBudgeter pipeline on SmolLM2-135M and the bundled arithmetic problems.
+
+    make demo                       # = sblite demo --out demo-out
+
+1. prepare   sample k answers per training question from the base model, keep the shortest correct one
+             as the SFT target, its token length as the budget label (``sblite prepare --labels sample``)
+2. train     budget SFT, then budget-guided GRPO (``sblite train --recipe smollm2-135m``)
+3. eval      the base model (plain prompting) and the trained model (self-budgeted) on held-out problems
+4. export    merge the adapter, write a q8_0 GGUF, verify it with transformers (and llama.cpp if installed)
+5. generate  answer one question from the GGUF (or the merged model), budget first
+
+Every step is a library call with its own rich progress; the outputs land in one folder with a
+``report.md`` holding the comparison table. Defaults are sized to finish in about 15-20 minutes on two CPU
+cores; ``--quick`` runs a smaller version in a few minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEMO_QUESTION = "Mia has 7 stickers and gets 5 more. How many stickers does Mia have now?"
+
+
+@dataclass
+class DemoOptions:
+    out: str = "demo-out"
+    model: str = "builtin:smollm2-135m"
+    recipe: str = "smollm2-135m"
+    train_questions: int = 60
+    k: int = 4
+    eval_questions: int = 30
+    sft_epochs: float = 3.0
+    grpo_steps: int = 8
+    max_new_tokens: int = 160
+    quant: str = "q8_0"
+    seed: int = 0
+    force: bool = False
+
+    @classmethod
+    def quick(cls, **kw) -> DemoOptions:
+        return cls(train_questions=20, eval_questions=10, sft_epochs=2.0, grpo_steps=2, max_new_tokens=96, **kw)
+
+
+def _stage(console, n: int, total: int, title: str) -> float:
+    console.rule(f"[bold]{n}/{total} {title}")
+    return time.perf_counter()
+
+
+def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
+    """Run every step; returns the summary written to ``OUT/demo.json``."""
+    from rich.console import Console
+
+    from sblite.config import load_recipe
+    from sblite.data.prepare import PrepareOptions, run_prepare
+    from sblite.evaluate import EvalOptions, run_eval
+    from sblite.train import run_training
+
+    console = console or Console()
+    out = Path(opts.out)
+    if out.exists() and any(out.iterdir()) and not opts.force:
+        raise FileExistsError(f"{out} is not empty; pass --force to overwrite it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    total = 5
+    t_all = time.perf_counter()
+
+    t = _stage(console, 1, total, f"prepare: {opts.k} samples × {opts.train_questions} questions from {opts.model}")
+    prepared = out / "prepared"
+    prep = run_prepare(
+        PrepareOptions(dataset="arith", out=str(prepared), labels="sample", model=opts.model,
+                       k=opts.k, temperature=0.8, max_new_tokens=opts.max_new_tokens, batch_size=opts.k * 8,
+                       limit=opts.train_questions, seed=opts.seed, force=True, instruction_in_user=True),
+        progress=_progress_fn(console),
+    )
+    timings["prepare"] = time.perf_counter() - t
+    console.print(f"prepared: {prep.sft} SFT rows, {prep.grpo} GRPO prompts")
+
+    t = _stage(console, 2, total, "train: budget SFT → budget-guided GRPO")
+    run_dir = out / "run"
+    cfg = load_recipe(opts.recipe, [
+        f"data.path={prepared}", f"output_dir={run_dir}", f"sft.num_train_epochs={opts.sft_epochs}",
+        f"grpo.max_steps={opts.grpo_steps}", "grpo.num_completions_to_print=1", f"model.name_or_path={opts.model}",
+    ])
+    run_training(cfg, resume=(run_dir / "recipe.resolved.yaml").exists(), console=console)
+    timings["train"] = time.perf_counter() - t
+
+    t = _stage(console, 3, total, f"eval: base vs trained on {opts.eval_questions} held-out problems")
+    test = "arith-test"
+    common = dict(dataset=test, limit=opts.eval_questions, max_new_tokens=opts.max_new_tokens, batch_size=16,
+                  seed=opts.seed, instruction_in_user=True)
+    base = run_eval(EvalOptions(model=opts.model, out=str(out / "eval-base"), mode="none", **common), console)
+    baseline = str(out / "eval-base" / "results.json")
+    sft = run_eval(EvalOptions(model=str(run_dir), stage="sft", out=str(out / "eval-sft"), mode="self",
+                               baseline=baseline, **common), console)
+    trained = run_eval(EvalOptions(model=str(run_dir), out=str(out / "eval-trained"), mode="self",
+                                   baseline=baseline, **common), console)
+    timings["eval"] = time.perf_counter() - t
+
+    t = _stage(console, 4, total, f"export: merge → GGUF {opts.quant} → verify")
+    exported = _export(run_dir, out / "export", opts.quant, console)
+    timings["export"] = time.perf_counter() - t
+
+    t = _stage(console, 5, total, "generate: one answer, budget first")
+    answer = _generate(exported, run_dir, console)
+    timings["generate"] = time.perf_counter() - t
+
+    timings["total"] = time.perf_counter() - t_all
+    summary = {
+        "options": vars(opts),
+        "timings_s": timings,
+        "prepared": prep.report.get("counts", {}),
+        "base": base["summary"]["overall"],
+        "sft": sft["summary"]["overall"],
+        "trained": trained["summary"]["overall"],
+        "trained_by_level": trained["summary"]["by_level"],
+        "export": exported,
+        "generate": answer,
+        "threads": os.environ.get("OMP_NUM_THREADS"),
+    }
+    (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    (out / "report.md").write_text(render_demo_report(summary, base, sft, trained), encoding="utf-8")
+    return summary
+
+
+def _progress_fn(console):
+    """Adapter from ``run_prepare``'s ``progress(stage, advance, total)`` callback to a rich progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=console)
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, advance: int, total: int | None) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], advance=advance, total=total)
+        if all(progress.tasks[i].finished for i in tasks.values()):
+            progress.stop()
+
+    return update
+
+
+def _export(run_dir: Path, out: Path, quant: str, console) -> dict[str, Any]:
+    from sblite.export import export_gguf
+
+    result = export_gguf(str(run_dir), str(out), quant=quant, ollama=True, verify=True, force=True, console=console)
+    return result.to_json() if hasattr(result, "to_json") else dict(vars(result))
+
+
+def _generate(exported: dict[str, Any], run_dir: Path, console) -> dict[str, Any]:
+    """Answer ``DEMO_QUESTION`` from the GGUF when llama.cpp is installed, else from the run's merged model."""
+    from rich.live import Live
+
+    from sblite.generate import render_live, summary_line
+
+    gguf = exported.get("gguf")
+    state = None
+    try:
+        from sblite.llamacpp import llama_available, stream_gguf_answer
+
+        use_gguf = bool(gguf) and llama_available()
+    except ImportError:
+        use_gguf = False
+    if use_gguf:
+        stream = stream_gguf_answer(gguf, DEMO_QUESTION, max_new_tokens=160, instruction_in_user=True)
+        source = f"GGUF {gguf} (llama.cpp)"
+    else:
+        from sblite.generate import stream_answer
+        from sblite.inference import load_model, resolve_model_spec
+
+        spec = resolve_model_spec(str(run_dir))
+        model, tok = load_model(spec)
+        stream = stream_answer(model, tok, DEMO_QUESTION, max_new_tokens=160, instruction_in_user=True)
+        source = f"{run_dir} (transformers; install llama-cpp-python to answer from the GGUF)"
+    console.print(f"answering from {source}")
+    with Live(console=console, refresh_per_second=12) as live:
+        for state in stream:
+            live.update(render_live(state, DEMO_QUESTION))
+    console.print(summary_line(state), highlight=False)
+    return {"source": source, "question": DEMO_QUESTION, **state.to_json()}
+
+
+def render_demo_report(summary: dict[str, Any], base: dict, sft: dict, trained: dict) -> str:
+    from sblite.evaluate import markdown_table
+
+    t = summary["timings_s"]
+    lines = [
+        "# sblite demo: SelfBudgeter on SmolLM2-135M (CPU)",
+        "",
+        f"Total {t['total'] / 60:.1f} min: " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items() if k != "total") + ".",
+        "",
+        "## Base model vs SelfBudgeter (held-out arithmetic problems)",
+        "",
+        markdown_table([("base (plain prompt)", base["summary"]["overall"]),
+                        ("budget SFT (self budget)", sft["summary"]["overall"]),
+                        ("SFT + GRPO (self budget)", trained["summary"]["overall"])], "model"),
+        "",
+        "## SelfBudgeter by level",
+        "",
+        markdown_table(list(trained["summary"]["by_level"].items()), "level"),
+        "",
+        "Plots: `eval-trained/budget_vs_length.png`, `eval-trained/by_level.png`, `eval-base/by_level.png`.",
+        "",
+        "## Answer from the exported model",
+        "",
+        f"Source: {summary['generate']['source']}",
+        "",
+        "```",
+        summary["generate"]["text"],
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
