@@ -341,7 +341,7 @@ def export_cmd(
     ] = "f16",
     ollama: Annotated[bool, typer.Option("--ollama", help="also write an Ollama Modelfile")] = False,
     verify: Annotated[bool, typer.Option(help="check the file with transformers and llama.cpp")] = True,
-    dtype: Annotated[str, typer.Option(help="dtype of the merge, when SRC is a run: bf16, f16, f32, auto")] = "auto",
+    dtype: Annotated[str, typer.Option(help="merge dtype when SRC is a run: bf16, f16, f32, auto")] = "auto",
     force: Annotated[bool, typer.Option(help="overwrite existing outputs")] = False,
 ) -> None:
     """Export a model to GGUF (merging a run first), verified by transformers and llama.cpp."""
@@ -393,16 +393,18 @@ def _print_export(result) -> None:
     else:
         tf = v["transformers"]
         ok = "[green]ok[/]" if tf["passed"] else "[bold red]FAILED[/]"
-        table.add_row("transformers", f"{ok} max |Δlogit| {tf['max_abs_logit_diff']:.2e} (rel {tf['rel_logit_diff']:.1e}"
-                      f" ≤ {tf['tolerance']:.0e}), top-1 agreement {tf['top1_agreement']:.1%} over "
-                      f"{tf['positions']} positions")
+        table.add_row("transformers", f"{ok} {tf['metric']} {tf[tf['metric']]:.1e} ≤ {tf['tolerance']:.0e}; max "
+                      f"|Δlogit| {tf['max_abs_logit_diff']:.2e} (rel {tf['rel_logit_diff']:.1e}), mean KL "
+                      f"{tf['mean_kl']:.1e}, top-1 agreement {tf['top1_agreement']:.1%} over {tf['positions']} "
+                      "positions")
         lc = v["llama_cpp"]
         if isinstance(lc, str):
             table.add_row("llama.cpp", f"[yellow]{escape(lc)}[/]")
         else:
             tok_ok = "[green]ok[/]" if lc["tokenization_match"] else "[bold red]FAILED[/]"
-            greedy = "equal" if lc["greedy_diverged_at"] is None else (
-                f"diverged at token {lc['greedy_diverged_at']}" + (" (a tie)" if lc["greedy_divergence_is_tie"] else ""))
+            tie = " (a tie)" if lc["greedy_divergence_is_tie"] else ""
+            at = lc["greedy_diverged_at"]
+            greedy = "equal" if at is None else f"diverged at token {at}{tie}"
             table.add_row("llama.cpp tokens", f"{tok_ok} {lc['tokenization_checked']} texts incl. budget tags")
             table.add_row("llama.cpp greedy", f"{greedy} over {lc['greedy_tokens']} tokens "
                           f"({'must match' if lc['exact_required'] else 'reported'}); first-step max |Δlogit| "

@@ -15,7 +15,7 @@ COMMANDS = sorted(c.name for c in app.registered_commands)
 
 
 def test_expected_commands_exist():
-    assert {"recipes", "doctor", "train", "demo"} <= set(COMMANDS)
+    assert {"recipes", "doctor", "train", "demo", "prepare", "eval", "generate", "merge", "export"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
