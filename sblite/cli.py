@@ -420,9 +420,10 @@ def _print_export(result) -> None:
 
 @app.command("eval")
 def eval_cmd(
-    model: Annotated[str, typer.Option(help="RUN_DIR, adapter dir, model dir, builtin: name or hub id")],
     dataset: Annotated[str, typer.Option(help="as in `sblite prepare` (gsm8k-test, math500, a file, hf:…) or a prepared DIR")],
     out: Annotated[str, typer.Option(help="output dir: results.json, report.md, PNG plots")],
+    model: Annotated[str | None, typer.Option(help="RUN_DIR, adapter dir, model dir, builtin: name or hub id")] = None,
+    gguf: Annotated[str | None, typer.Option(help="evaluate a GGUF file instead (llama.cpp when installed)")] = None,
     mode: Annotated[str, typer.Option(help="self (model states its budget), prefill (sweep --budgets), none (plain)")] = "self",
     budgets: Annotated[str, typer.Option(help="comma-separated budgets for --mode prefill")] = "64,128,256,512",
     n_samples: Annotated[int, typer.Option(help="samples per question (pass@1 is their mean)")] = 1,
@@ -440,11 +441,13 @@ def eval_cmd(
     """Accuracy, length, compression and budget adherence on a dataset; writes a report and plots."""
     from sblite.evaluate import EvalError, EvalOptions, run_eval
 
+    if (model is None) == (gguf is None):
+        raise fail("give exactly one of --model and --gguf")
     try:
         budget_list = [int(b) for b in budgets.split(",") if b.strip()]
     except ValueError:
         raise fail(f"--budgets {budgets!r}: give comma-separated whole numbers, e.g. 64,128,256") from None
-    opts = EvalOptions(model=model, dataset=dataset, out=out, mode=mode, budgets=budget_list, n_samples=n_samples,
+    opts = EvalOptions(model=model or "", gguf=gguf, dataset=dataset, out=out, mode=mode, budgets=budget_list, n_samples=n_samples,
                        temperature=temperature, limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size,
                        baseline=baseline, data_dir=data_dir, stage=stage, seed=seed,
                        question_field=question_field, answer_field=answer_field)
@@ -453,6 +456,23 @@ def eval_cmd(
     except (EvalError, FileNotFoundError, OSError) as err:
         raise fail(str(err)) from None
     _print_eval(result, out)
+
+
+def _gguf_stream(path: str, question: str, kwargs: dict):
+    """Stream from a GGUF with llama.cpp when it is installed, else with transformers reading the GGUF."""
+    from sblite.generate import stream_answer, stream_answer_gguf
+    from sblite.inference import load_gguf_tokenizer, load_gguf_with_transformers, resolve_gguf
+    from sblite.llamacpp import available
+
+    spec = resolve_gguf(path)
+    tok = load_gguf_tokenizer(spec)
+    if available():
+        return stream_answer_gguf(spec.path, tok, question, instruction_in_user=spec.instruction_in_user,
+                                  **kwargs), f"{spec.label} (llama.cpp)"
+    with console.status(f"loading {spec.label} with transformers (llama-cpp-python is not installed)…"):
+        model = load_gguf_with_transformers(spec)
+    return stream_answer(model, tok, question, instruction_in_user=spec.instruction_in_user,
+                         **kwargs), f"{spec.label} (transformers)"
 
 
 def _print_eval(result: dict, out: str) -> None:
@@ -483,6 +503,7 @@ def generate_cmd(
     max_new_tokens: Annotated[int, typer.Option(help="hard cap on generated tokens")] = 512,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
     stage: Annotated[str | None, typer.Option(help="sft or grpo inside a RUN_DIR (default: newest)")] = None,
+    gguf: Annotated[str | None, typer.Option(help="answer from this GGUF (llama.cpp; transformers if absent)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object, no live view")] = False,
 ) -> None:
     """Answer one question, showing the model's budget as soon as it is stated and progress against it."""
@@ -497,15 +518,19 @@ def generate_cmd(
     quiet_libraries()
     if budget is not None and not 1 <= budget <= protocol.MAX_BUDGET:
         raise fail(f"--budget {budget}: choose a whole number in 1..{protocol.MAX_BUDGET}")
-    try:
-        spec = resolve_model_spec(model, stage=stage)
-        with console.status(f"loading {spec.label or spec.base}…"):
-            lm, tok = load_model(spec)
-    except (FileNotFoundError, OSError, ValueError) as err:
-        raise fail(f"--model {model}: {err}") from None
     stop = threading.Event()
-    stream = stream_answer(lm, tok, question, budget=budget, max_new_tokens=max_new_tokens,
-                           temperature=temperature, instruction_in_user=spec.instruction_in_user, stop_event=stop)
+    kwargs = dict(budget=budget, max_new_tokens=max_new_tokens, temperature=temperature, stop_event=stop)
+    try:
+        if gguf:
+            stream, label = _gguf_stream(gguf, question, kwargs)
+        else:
+            spec = resolve_model_spec(model, stage=stage)
+            label = spec.label or spec.base
+            with console.status(f"loading {label}…"):
+                lm, tok = load_model(spec)
+            stream = stream_answer(lm, tok, question, instruction_in_user=spec.instruction_in_user, **kwargs)
+    except (FileNotFoundError, OSError, ValueError) as err:
+        raise fail(f"{'--gguf ' + gguf if gguf else '--model ' + model}: {err}") from None
     state = None
     if json_out:
         try:
@@ -515,7 +540,7 @@ def generate_cmd(
             stop.set()
             for snapshot in stream:
                 state = snapshot
-        print(json.dumps({"question": question, "model": spec.label or spec.base, **state.to_json()}))
+        print(json.dumps({"question": question, "model": label, **state.to_json()}))
         return
     from rich.live import Live
 

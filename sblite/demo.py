@@ -106,7 +106,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     timings["export"] = time.perf_counter() - t
 
     t = _stage(console, 5, total, "generate: one answer, budget first")
-    answer = _generate(exported, run_dir, console)
+    answer = _generate(exported, console)
     timings["generate"] = time.perf_counter() - t
 
     timings["total"] = time.perf_counter() - t_all
@@ -148,38 +148,47 @@ def _progress_fn(console):
 
 
 def _export(run_dir: Path, out: Path, quant: str, console) -> dict[str, Any]:
-    from sblite.export import export_gguf
+    """Merge the run, write the GGUF and verify it (transformers, and llama.cpp when installed)."""
+    from sblite.export import export_gguf, result_json
 
-    result = export_gguf(str(run_dir), str(out), quant=quant, ollama=True, verify=True, force=True, console=console)
-    return result.to_json() if hasattr(result, "to_json") else dict(vars(result))
+    with console.status("exporting…") as status:
+        result = export_gguf(str(run_dir), str(out), quant=quant, ollama=True, verify=True, force=True,
+                             log=lambda m: status.update(m))
+    info = result_json(result)
+    v = info.get("verification") or {}
+    tf, lc = v.get("transformers") or {}, v.get("llama_cpp")
+    parts = [f"passed={v.get('passed')}"]
+    if tf:
+        parts.append(f"transformers {tf.get('metric')}={tf.get(tf.get('metric'), float('nan')):.2e}")
+    if isinstance(lc, dict):
+        parts.append(f"llama.cpp tokens match={lc.get('tokenization_match')}, greedy match={lc.get('greedy_match')}")
+    elif lc:
+        parts.append(str(lc))
+    console.print(f"wrote {info['gguf']} ({info['bytes'] / 2**20:.1f} MiB); verification: " + "; ".join(parts))
+    return info
 
 
-def _generate(exported: dict[str, Any], run_dir: Path, console) -> dict[str, Any]:
-    """Answer ``DEMO_QUESTION`` from the GGUF when llama.cpp is installed, else from the run's merged model."""
+def _generate(exported: dict[str, Any], console) -> dict[str, Any]:
+    """Answer ``DEMO_QUESTION`` from the exported GGUF (llama.cpp when installed, else transformers)."""
+    import threading
+
     from rich.live import Live
 
-    from sblite.generate import render_live, summary_line
+    from sblite import llamacpp
+    from sblite.generate import render_live, stream_answer, stream_answer_gguf, summary_line
+    from sblite.inference import load_gguf_tokenizer, load_gguf_with_transformers, resolve_gguf
 
-    gguf = exported.get("gguf")
-    state = None
-    try:
-        from sblite.llamacpp import llama_available, stream_gguf_answer
-
-        use_gguf = bool(gguf) and llama_available()
-    except ImportError:
-        use_gguf = False
-    if use_gguf:
-        stream = stream_gguf_answer(gguf, DEMO_QUESTION, max_new_tokens=160, instruction_in_user=True)
-        source = f"GGUF {gguf} (llama.cpp)"
+    spec = resolve_gguf(exported["gguf"])
+    tok = load_gguf_tokenizer(spec)
+    kwargs = dict(max_new_tokens=160, instruction_in_user=spec.instruction_in_user, stop_event=threading.Event())
+    if llamacpp.available():
+        stream = stream_answer_gguf(spec.path, tok, DEMO_QUESTION, **kwargs)
+        source = f"{spec.path} (llama.cpp)"
     else:
-        from sblite.generate import stream_answer
-        from sblite.inference import load_model, resolve_model_spec
-
-        spec = resolve_model_spec(str(run_dir))
-        model, tok = load_model(spec)
-        stream = stream_answer(model, tok, DEMO_QUESTION, max_new_tokens=160, instruction_in_user=True)
-        source = f"{run_dir} (transformers; install llama-cpp-python to answer from the GGUF)"
+        stream = stream_answer(load_gguf_with_transformers(spec), tok, DEMO_QUESTION, **kwargs)
+        source = f"{spec.path} (transformers; `make llamacpp` adds llama.cpp)"
     console.print(f"answering from {source}")
+    state = None
     with Live(console=console, refresh_per_second=12) as live:
         for state in stream:
             live.update(render_live(state, DEMO_QUESTION))

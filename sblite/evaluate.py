@@ -50,6 +50,7 @@ class EvalOptions:
     question_field: str | None = None
     answer_field: str | None = None
     instruction_in_user: bool | None = None  # None: what the run trained with (False for plain models)
+    gguf: str | None = None  # evaluate this GGUF (llama.cpp, or transformers reading it) instead of --model
     plots: bool = True
 
 
@@ -200,13 +201,41 @@ def load_records(path: str | Path) -> list[EvalRecord]:
         raise EvalError(f"--baseline {path}: not an sblite results.json ({err})") from None
 
 
+def _engine(opts: EvalOptions, console):
+    """(tokenizer, batched generate function, label, model info) for ``--model`` or ``--gguf``."""
+    from functools import partial
+
+    from sblite.generation import generate_batch
+
+    if opts.gguf:
+        from sblite import llamacpp
+        from sblite.inference import load_gguf_tokenizer, load_gguf_with_transformers, resolve_gguf
+
+        spec = resolve_gguf(opts.gguf)
+        tok = load_gguf_tokenizer(spec)
+        info = {"gguf": spec.path, "instruction_in_user": spec.instruction_in_user}
+        if llamacpp.available():
+            info["engine"] = "llama.cpp"
+            return tok, llamacpp.LlamaCppGenerator(spec.path, seed=opts.seed).generate, spec.label, info
+        with console.status(f"loading {spec.label} with transformers (llama-cpp-python is not installed)…"):
+            model = load_gguf_with_transformers(spec)
+        info["engine"] = "transformers"
+        return tok, partial(generate_batch, model, tok), spec.label, info
+    from sblite.inference import load_model, resolve_model_spec
+
+    spec = resolve_model_spec(opts.model, stage=opts.stage)
+    with console.status(f"loading {spec.label or spec.base}…"):
+        model, tok = load_model(spec)
+    info = {"base": spec.base, "adapter": spec.adapter, "instruction_in_user": spec.instruction_in_user,
+            "engine": "transformers"}
+    return tok, partial(generate_batch, model, tok), spec.label or spec.base, info
+
+
 def run_eval(opts: EvalOptions, console=None) -> dict[str, Any]:
     """Generate, grade, summarise and write the outputs; returns the results dict."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from sblite.generation import generate_batch
-    from sblite.inference import load_model, resolve_model_spec
     from sblite.logs import quiet_libraries
 
     console = console or Console()
@@ -225,12 +254,11 @@ def run_eval(opts: EvalOptions, console=None) -> dict[str, Any]:
     )
     quiet_libraries()
     try:
-        spec = resolve_model_spec(opts.model, stage=opts.stage)
+        tok, generate, label, model_info = _engine(opts, console)
     except FileNotFoundError as err:
-        raise EvalError(f"--model {opts.model}: {err}") from None
-    with console.status(f"loading {spec.label or spec.base}…"):
-        model, tok = load_model(spec)
-    in_user = spec.instruction_in_user if opts.instruction_in_user is None else opts.instruction_in_user
+        raise EvalError(f"{'--gguf ' + opts.gguf if opts.gguf else '--model ' + opts.model}: {err}") from None
+    in_user = model_info["instruction_in_user"] if opts.instruction_in_user is None else opts.instruction_in_user
+    model_info["instruction_in_user"] = in_user
     jobs = _prompts(tok, rows, opts, in_user)
     stop = None if opts.mode == "none" else [protocol.SOLUTION_CLOSE]
     t0 = time.perf_counter()
@@ -243,9 +271,7 @@ def run_eval(opts: EvalOptions, console=None) -> dict[str, Any]:
         console=console,
     ) as progress:
         task = progress.add_task("eval", total=len(jobs))
-        gens = generate_batch(
-            model,
-            tok,
+        gens = generate(
             [j[2] for j in jobs],
             max_new_tokens=opts.max_new_tokens,
             temperature=opts.temperature,
@@ -264,8 +290,8 @@ def run_eval(opts: EvalOptions, console=None) -> dict[str, Any]:
     summary = report(records, baseline)
     generated = sum(g.n_tokens for samples in gens for g in samples)
     result = {
-        "model": spec.label or spec.base,
-        "model_spec": {"base": spec.base, "adapter": spec.adapter, "instruction_in_user": in_user},
+        "model": label,
+        "model_spec": model_info,
         "dataset": opts.dataset,
         "mode": opts.mode,
         "options": {k: v for k, v in vars(opts).items() if k not in ("model", "dataset", "mode")},

@@ -145,38 +145,83 @@ def stream_answer(
             q.put(None)
 
     thread = threading.Thread(target=work, daemon=True)
-    start = time.perf_counter()
-    thread.start()
-    state = Progress(budget=budget, prefilled=budget is not None)
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    while True:
-        item = q.get()
-        if item is None:
-            break
-        state.ids.extend(item)
-        state.generated = len(state.ids)
-        state.elapsed = time.perf_counter() - start
-        state.text = protocol.cut_after_solution(
-            tokenizer.decode([i for i in state.ids if i not in special], skip_special_tokens=False)
-        )
-        if state.prefilled:
-            state.solution_tokens = state.generated
-        elif protocol.BUDGET_CLOSE in state.text:
-            if state.budget is None:
-                state.budget = protocol.parse_completion(
-                    state.text.split(protocol.BUDGET_CLOSE)[0]
-                    + protocol.BUDGET_CLOSE
-                    + "<solution></solution>"
-                ).budget
-            state.solution_tokens = protocol.count_solution_tokens(state.ids, tokenizer)
-        yield state
-    thread.join()
-    if errors:
-        raise errors[0]
+
+    def chunks() -> Iterator[tuple[list[int], str]]:
+        ids: list[int] = []
+        thread.start()
+        while (item := q.get()) is not None:
+            ids.extend(item)
+            yield item, tokenizer.decode([i for i in ids if i not in special], skip_special_tokens=False)
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    yield from track(chunks(), budget=budget, stop_event=stop_event)
+
+
+def track(chunks: Iterator[tuple[list[int], str]], *, budget: int | None, stop_event: threading.Event):
+    """Turn ``(new token ids, whole text so far)`` pairs from any engine into ``Progress`` snapshots.
+
+    Solution tokens are the tokens generated after the one that completed ``</budget>`` (the boundary
+    ``protocol.count_solution_tokens`` finds); the stream ends at ``</solution>``, at the engine's end, or
+    when ``stop_event`` is set (the last snapshot then has ``stopped=True``).
+    """
+    start = time.perf_counter()
+    state = Progress(budget=budget, prefilled=budget is not None)
+    boundary: int | None = 0 if state.prefilled else None
+    try:
+        for new_ids, text in chunks:
+            state.ids.extend(new_ids)
+            state.generated = len(state.ids)
+            state.elapsed = time.perf_counter() - start
+            state.text = protocol.cut_after_solution(text)
+            if boundary is None and protocol.BUDGET_CLOSE in state.text:
+                boundary = state.generated
+                if state.budget is None:
+                    head = state.text.split(protocol.BUDGET_CLOSE)[0] + protocol.BUDGET_CLOSE
+                    state.budget = protocol.parse_completion(head + "<solution></solution>").budget
+            if boundary is not None:
+                state.solution_tokens = state.generated - boundary
+            yield state
+            if stop_event.is_set():
+                break
+    except KeyboardInterrupt:  # Ctrl-C while the engine was producing: stop it, keep the partial answer
+        stop_event.set()
     state.elapsed = time.perf_counter() - start
     state.stopped = stop_event.is_set()
     state.done = True
     yield state
+
+
+def stream_answer_gguf(
+    path: str,
+    tokenizer: Any,
+    question: str,
+    *,
+    budget: int | None = None,
+    max_new_tokens: int = 512,
+    temperature: float = 0.0,
+    instruction_in_user: bool = False,
+    stop_event: threading.Event | None = None,
+) -> Iterator[Progress]:
+    """``stream_answer`` for a GGUF file through llama.cpp; ``tokenizer`` renders the chat prompt."""
+    from sblite.llamacpp import stream_gguf
+
+    prompt = protocol.render_prompt(
+        tokenizer, question, budget=budget, instruction_in_user=instruction_in_user
+    )
+    events = stream_gguf(path, prompt, max_new_tokens=max_new_tokens, temperature=temperature)
+
+    def chunks() -> Iterator[tuple[list[int], str]]:
+        text = ""
+        for tok, delta in events:
+            text += delta
+            yield [tok], text
+            if protocol.SOLUTION_CLOSE in text:
+                return
+
+    yield from track(chunks(), budget=budget, stop_event=stop_event or threading.Event())
 
 
 def render_live(state: Progress, question: str):

@@ -94,3 +94,54 @@ def load_model(spec: ModelSpec, *, dtype: str = "auto", device: str | None = Non
     if spec.chat_template:
         tok.chat_template = spec.chat_template
     return model, tok
+
+
+@dataclass(frozen=True)
+class GGUFSpec:
+    """A GGUF file and how to prompt it: the tokenizer (for the chat template and token counts) comes from
+    the merged model dir named in its provenance JSON when that still exists, else from the GGUF itself."""
+
+    path: str
+    tokenizer_source: tuple[str, str | None]  # (directory, gguf_file or None)
+    instruction_in_user: bool = False
+    label: str = ""
+
+
+def resolve_gguf(path: str) -> GGUFSpec:
+    p = Path(path)
+    if not p.is_file() or p.suffix != ".gguf":
+        raise FileNotFoundError(f"{path}: not a .gguf file")
+    prov_path = p.with_name(p.name + ".provenance.json")
+    prov = json.loads(prov_path.read_text(encoding="utf-8")) if prov_path.is_file() else {}
+    recipe_model = ((prov.get("source") or {}).get("recipe") or {}).get("model") or {}
+    model_dir = prov.get("model_dir")
+    if model_dir and (Path(model_dir) / "tokenizer_config.json").is_file():
+        source: tuple[str, str | None] = (str(model_dir), None)
+    else:
+        source = (str(p.parent), p.name)
+    return GGUFSpec(str(p), source, bool(recipe_model.get("instruction_in_user", False)), p.name)
+
+
+def load_gguf_tokenizer(spec: GGUFSpec):
+    from transformers import AutoTokenizer
+
+    directory, gguf_file = spec.tokenizer_source
+    tok = AutoTokenizer.from_pretrained(directory, **({"gguf_file": gguf_file} if gguf_file else {}))
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_gguf_with_transformers(spec: GGUFSpec):
+    """The GGUF's weights in transformers (dequantised): the fallback engine when llama.cpp is not installed."""
+    import contextlib
+    import io
+
+    from transformers import AutoModelForCausalLM
+
+    p = Path(spec.path)
+    with contextlib.redirect_stderr(io.StringIO()):  # its de-quantisation bar is a bare tqdm on stderr
+        model = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name)
+    model.eval()
+    return model

@@ -311,7 +311,10 @@ def generate_gguf(
             text += delta
         llm = load(str(path), n_ctx, 0)
         full = _decode(llm, ids)
-        finish = "length" if len(ids) >= max_new_tokens and not any(s in full for s in stop or ()) else "stop"
+        hit = next((s for s in stop or () if s in full), None)
+        if hit is not None:  # keep the stop string, as transformers' stop_strings does
+            text += hit
+        finish = "length" if len(ids) >= max_new_tokens and hit is None else "stop"
         results.append(Generation(text, tuple(ids), len(ids), finish))
     return results
 
@@ -355,7 +358,7 @@ class LlamaCppGenerator:
                 ]
             )
             if on_batch:
-                on_batch(i + 1)
+                on_batch(1)  # one prompt done (the contract: prompts finished since the last call)
         return out
 
 

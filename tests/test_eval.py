@@ -175,3 +175,75 @@ def test_progress_eta_and_over_budget():
     p.solution_tokens = 120
     assert p.over_budget and p.eta == 0
     assert Progress().eta is None and Progress().rate is None
+
+
+def _chunks(pieces, interrupt_after=None):
+    text = ""
+    for i, piece in enumerate(pieces):
+        if interrupt_after is not None and i == interrupt_after:
+            raise KeyboardInterrupt
+        text += piece
+        yield [i], text
+
+
+def test_track_finds_budget_then_counts_solution_tokens():
+    import threading
+
+    from sblite.generate import track
+
+    pieces = ["<bud", "get>12", "</budget>", "<solution>", "3+4", "=7 \\boxed{7}", "</solution>"]
+    budgets_seen = []
+    for state in track(_chunks(pieces), budget=None, stop_event=threading.Event()):
+        budgets_seen.append(state.budget)  # a snapshot is updated in place: record what each step saw
+    last = state
+    assert last.done and not last.stopped and last.budget == 12
+    assert last.solution_tokens == 4  # the 4 tokens after the one that completed </budget>
+    assert last.to_json()["format_ok"] and last.to_json()["answer"] == "7"
+    assert budgets_seen[:3] == [None, None, 12]  # unknown until </budget> is complete
+
+
+def test_track_ctrl_c_keeps_the_partial_answer():
+    import threading
+
+    from sblite.generate import track
+
+    stop = threading.Event()
+    pieces = ["<budget>30</budget>", "<solution>", "3+4", "=7"]
+    states = list(track(_chunks(pieces, interrupt_after=3), budget=None, stop_event=stop))
+    last = states[-1]
+    assert stop.is_set() and last.stopped and last.done
+    assert last.text == "<budget>30</budget><solution>3+4" and last.solution_tokens == 2
+    assert last.to_json()["format_reason"] == "unclosed_solution"
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tiny_model_dir, tmp_path_factory) -> Path:
+    from sblite.export import export_gguf
+
+    out = tmp_path_factory.mktemp("gguf")
+    return Path(export_gguf(str(tiny_model_dir), str(out), quant="f32", verify=False).gguf)
+
+
+@pytest.mark.parametrize("engine", ["llama.cpp", "transformers"])
+def test_generate_and_eval_from_a_gguf(tiny_gguf, questions, tmp_path, monkeypatch, engine):
+    from sblite import llamacpp
+
+    if engine == "llama.cpp" and not llamacpp.available():
+        pytest.skip("llama-cpp-python is not installed")
+    if engine == "transformers":
+        monkeypatch.setattr(llamacpp, "available", lambda: False)
+    result = runner.invoke(app, ["generate", "What is 2 + 3?", "--gguf", str(tiny_gguf), "--budget", "9",
+                                 "--max-new-tokens", "6", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert out["model"].endswith(f"({engine})") and out["text"].startswith("<budget>9</budget><solution>")
+    res = runner.invoke(app, ["eval", "--gguf", str(tiny_gguf), "--dataset", str(questions), "--out",
+                              str(tmp_path / "e"), "--max-new-tokens", "6", "--mode", "prefill", "--budgets", "5"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert data["model_spec"]["engine"] == engine and len(data["records"]) == 3
+
+
+def test_eval_needs_exactly_one_model(questions, tmp_path):
+    result = runner.invoke(app, ["eval", "--dataset", str(questions), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "exactly one of --model and --gguf" in result.output
