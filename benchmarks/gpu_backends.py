@@ -131,15 +131,13 @@ def main() -> None:
 
     t0 = time.perf_counter()
     setup = install_wheels(Path(args.wheels)) if not args.toy else "toy run: nothing installed"
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train_overhead import write_data  # noqa: E402 - the same prepared data as the overhead benchmark
-
     from sblite.backends import cuda_available, unsloth_installed
+    from sblite.data.synthetic import write_prepared
     from sblite.models import build_tiny_tokenizer
 
     tmp = Path(tempfile.mkdtemp(prefix="sblite-gpu-"))
     model_dir = build_model(tmp / "model", args.toy)
-    data_dir = write_data(tmp / "data", build_tiny_tokenizer(), n=64)
+    data_dir = write_prepared(tmp / "data", build_tiny_tokenizer(), n=64)
     backends = ["hf"] if args.toy else ["unsloth", "hf"]
     rows = []
     for backend in backends:

@@ -26,34 +26,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def write_data(out: Path, tokenizer, n: int = 32) -> Path:
-    """A prepared directory of 1-digit sums (the shape `sblite prepare` writes)."""
-    import random
-
-    from sblite import protocol
-
-    rng = random.Random(0)
-    out.mkdir(parents=True, exist_ok=True)
-    sft, grpo = [], []
-    for i in range(n):
-        a, b = rng.randint(0, 9), rng.randint(0, 9)
-        sol = f"{a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}."
-        budget = protocol.count_tokens(f"<solution>{sol}</solution>", tokenizer)
-        row = {
-            "id": f"q{i}",
-            "question": f"What is {a} + {b}?",
-            "answer": str(a + b),
-            "level": 1,
-            "difficulty": 0.1,
-        }
-        sft.append({**row, "completion": protocol.render_completion(budget, sol), "b_max": budget})
-        grpo.append({**row, "b_max": budget})
-    for name, rows in (("sft", sft), ("grpo", grpo)):
-        (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (out / "report.json").write_text("{}")
-    return out
-
-
 def step_times(log_history: list[dict]) -> list[float]:
     return [h["step_time"] for h in log_history if "step_time" in h][1:]  # step 1 pays for warm-up
 
@@ -137,11 +109,12 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from sblite.config import load_recipe
+    from sblite.data.synthetic import write_prepared
     from sblite.models import resolve_model
 
     tmp = Path(tempfile.mkdtemp(prefix="sblite-bench-"))
     tok = AutoTokenizer.from_pretrained(resolve_model("builtin:tiny-random"))
-    data = write_data(tmp / "data", tok)
+    data = write_prepared(tmp / "data", tok, n=32)
     cfg = load_recipe(
         "tiny-cpu",
         [

@@ -53,36 +53,8 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def write_prepared(out: Path, tokenizer, n: int = 16, *, seed: int = 0) -> Path:
-    """A small `sblite prepare`-shaped directory of 1-digit sums, budgets counted in ``tokenizer``'s tokens."""
-    import json
-    import random
-
-    from sblite import protocol
-
-    rng = random.Random(seed)
-    out.mkdir(parents=True, exist_ok=True)
-    sft, grpo = [], []
-    for i in range(n):
-        a, b = rng.randint(0, 9), rng.randint(0, 9)
-        solution = f"{a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}."
-        budget = protocol.count_tokens(f"<solution>{solution}</solution>", tokenizer)
-        row = {
-            "id": f"q{i}",
-            "source": "fixture",
-            "question": f"What is {a} + {b}?",
-            "answer": str(a + b),
-            "level": 1 + i % 2,
-            "difficulty": 0.1 * (1 + i % 2),
-        }
-        sft.append({**row, "completion": protocol.render_completion(budget, solution), "b_max": budget})
-        grpo.append({**row, "b_max": budget if i % 4 else None})
-    for name, rows in (("sft", sft), ("grpo", grpo), ("rejects", [])):
-        (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (out / "report.json").write_text(json.dumps({"read": n, "kept": n, "rejected": 0}))
-    return out
-
-
 @pytest.fixture(scope="session")
 def tiny_prepared_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    from sblite.data.synthetic import write_prepared
+
     return write_prepared(tmp_path_factory.mktemp("prepared"), tiny_tokenizer)

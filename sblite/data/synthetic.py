@@ -131,6 +131,31 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
+def write_prepared(out: Path, tokenizer, n: int = 16, *, seed: int = 0) -> Path:
+    """A small ``sblite prepare``-shaped directory of 1-digit sums, budgets counted in ``tokenizer``'s tokens.
+
+    For tests and benchmarks that need training data without running ``prepare``: every row has an SFT
+    target; every fourth GRPO row has ``b_max`` null (no correct sample), as real sample-mode data does.
+    """
+    from sblite import protocol
+
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    sft, grpo = [], []
+    for i in range(n):
+        a, b = rng.randint(0, 9), rng.randint(0, 9)
+        solution = f"{a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}."
+        budget = protocol.count_tokens(f"<solution>{solution}</solution>", tokenizer)
+        row = {"id": f"q{i}", "source": "fixture", "question": f"What is {a} + {b}?", "answer": str(a + b),
+               "level": 1 + i % 2, "difficulty": 0.1 * (1 + i % 2)}
+        sft.append({**row, "completion": protocol.render_completion(budget, solution), "b_max": budget})
+        grpo.append({**row, "b_max": budget if i % 4 else None})
+    for name, rows in (("sft", sft), ("grpo", grpo), ("rejects", [])):
+        write_jsonl(rows, out / f"{name}.jsonl")
+    (out / "report.json").write_text(json.dumps({"read": n, "kept": n, "rejected": 0}))
+    return out
+
+
 SPLITS = {"train": (120, 1), "test": (40, 2)}  # rows per level, seed
 
 
