@@ -34,7 +34,7 @@ class DemoOptions:
     train_questions: int = 60
     k: int = 4
     eval_questions: int = 30
-    sft_epochs: float = 3.0
+    sft_epochs: float = 6.0
     grpo_steps: int = 8
     max_new_tokens: int = 160
     quant: str = "q8_0"
