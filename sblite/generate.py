@@ -157,7 +157,12 @@ def stream_answer(
         if errors:
             raise errors[0]
 
-    yield from track(chunks(), budget=budget, stop_event=stop_event)
+    try:
+        yield from track(chunks(), budget=budget, stop_event=stop_event)
+    finally:  # never leave generate() running in C++ when the interpreter exits (it aborts the process)
+        stop_event.set()
+        if thread.is_alive():
+            thread.join(timeout=60)
 
 
 def track(chunks: Iterator[tuple[list[int], str]], *, budget: int | None, stop_event: threading.Event):
