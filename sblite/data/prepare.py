@@ -28,6 +28,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -451,18 +452,7 @@ def _make_generator(opts: PrepareOptions, settings: SampleSettings):
             ctx = getattr(gen.llm.llm_engine.model_config, "max_model_len", None)
             tokenizer = gen.tokenizer
 
-            def generate(prompts: list[str], seed: int) -> list[list[Any]]:
-                return gen.generate(
-                    prompts,
-                    max_new_tokens=settings.max_new_tokens,
-                    temperature=settings.temperature,
-                    top_p=settings.top_p,
-                    num_return_sequences=settings.k,
-                    batch_size=len(prompts),
-                    seed=seed,
-                )
-
-            return generate, tokenizer, "vllm", ctx
+            return _sampler(gen.generate, settings), tokenizer, "vllm", ctx
         model, model_tok = load_for_inference(opts.model)
     except PrepareError:
         raise
@@ -472,10 +462,14 @@ def _make_generator(opts: PrepareOptions, settings: SampleSettings):
     tokenizer = model_tok
     ctx = getattr(model.config, "max_position_embeddings", None)
 
+    return _sampler(partial(generate_batch, model, model_tok), settings), tokenizer, "hf-compact", ctx
+
+
+def _sampler(engine_generate: Callable[..., list[list[Any]]], settings: SampleSettings):
+    """``generate(prompts, seed)`` for sample mode over any engine with ``generate_batch``'s contract."""
+
     def generate(prompts: list[str], seed: int) -> list[list[Any]]:
-        return generate_batch(
-            model,
-            model_tok,
+        return engine_generate(
             prompts,
             max_new_tokens=settings.max_new_tokens,
             temperature=settings.temperature,
@@ -485,7 +479,7 @@ def _make_generator(opts: PrepareOptions, settings: SampleSettings):
             seed=seed,
         )
 
-    return generate, tokenizer, "hf-compact", ctx
+    return generate
 
 
 def load_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
