@@ -116,7 +116,7 @@ def train_cmd(
     if num_processes > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_relaunch(num_processes, recipe, overrides, resume=resume, strict=strict))
 
-    from sblite.train import TrainingError, ZeroSignalStop, run_training
+    from sblite.train import TrainingError, ZeroSignalStop, is_main_process, run_training
 
     try:
         results = run_training(cfg, resume=resume, strict=strict, console=console)
@@ -124,7 +124,7 @@ def train_cmd(
         raise fail(str(err), code=3) from None
     except (TrainingError, RecipeError, FileNotFoundError) as err:
         raise fail(str(err)) from None
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         table = Table(title=f"trained: {cfg.resolved_output_dir}", title_justify="left")
         for col in ("stage", "steps", "seconds", "adapter", "notes"):
             table.add_column(col, overflow="fold")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sblite import protocol
+from sblite.data.sources import sha256_file
 from sblite.ggufwrite import ALL_QUANTS, LLAMACPP_QUANTS, NATIVE_QUANTS, GGUFExportError
 
 PROVENANCE_NAME = "sblite-provenance.json"
@@ -97,14 +98,6 @@ class ExportResult:
 
 
 # ------------------------------------------------------------------------------------------- helpers
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _free_bytes(path: Path) -> int:

@@ -147,15 +147,10 @@ def _quantiles(values: list[int]) -> dict[str, float | None]:
 
 
 def _versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
+    from sblite.doctor import package_versions
 
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for pkg in ("sblite", "transformers", "datasets", "math-verify", "torch", "tokenizers"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    pkgs = ("sblite", "transformers", "datasets", "math-verify", "torch", "tokenizers")
+    return {"python": platform.python_version(), **dict.fromkeys(pkgs), **package_versions(pkgs)}
 
 
 def _load_tokenizer(name: str) -> Any:
