@@ -237,11 +237,16 @@ def available_reporters(requested: list[str]) -> list[str]:
 
 
 def _last_checkpoint(output_dir: Path) -> str | None:
+    """The newest *complete* checkpoint. A run killed while saving leaves ``checkpoint-N`` without its
+    ``trainer_state.json`` (written last); resuming from it would fail, so it is passed over."""
     if not output_dir.is_dir():
         return None
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(output_dir))
+    steps = sorted(
+        (int(p.name.rsplit("-", 1)[1]), p)
+        for p in output_dir.glob("checkpoint-*")
+        if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()
+    )
+    return next((str(p) for _, p in reversed(steps) if (p / "trainer_state.json").is_file()), None)
 
 
 def _prune_metrics(run_dir: Path, stage: str, checkpoint: str | None) -> None:
@@ -275,7 +280,8 @@ class StageResult:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def _is_main() -> bool:
+def is_main_process() -> bool:
+    """Rank 0 (or a single process): the one that prints and writes run files."""
     return int(os.environ.get("RANK", "0")) == 0
 
 
@@ -305,7 +311,7 @@ def run_sft(cfg: Recipe, backend, data: PreparedData, run_dir: Path, console, *,
         console.print(f"[green]sft already finished[/] ({out}); skipping")
         return StageResult("sft", str(out), -1, 0.0, skipped=True)
     checkpoint = _last_checkpoint(ckpt_dir) if resume else None
-    if resume and _is_main():
+    if resume and is_main_process():
         _prune_metrics(run_dir, "sft", checkpoint)
     model, tokenizer = backend.load(cfg.model, cfg.lora, adapter=cfg.model.adapter, seed=cfg.sft.seed)
     dataset = build_sft_dataset(data.sft, cfg)
@@ -355,7 +361,7 @@ def run_grpo(
     out, ckpt_dir = run_dir / "grpo", run_dir / "checkpoints" / "grpo"
     length_stats = check_completion_length(data.grpo, cfg)
     checkpoint = _last_checkpoint(ckpt_dir) if resume else None
-    if resume and _is_main():
+    if resume and is_main_process():
         _prune_metrics(run_dir, "grpo", checkpoint)
     start = cfg.model.adapter or (
         str(run_dir / "sft") if (run_dir / "sft" / "adapter_config.json").is_file() else None
@@ -510,7 +516,7 @@ def run_training(
         check_completion_length(data.grpo, cfg)  # fail before any model is loaded
     run_dir = prepare_run_dir(cfg, resume=resume)
     backend, choice = get_backend(cfg.model.backend)
-    if _is_main():
+    if is_main_process():
         console.print(f"[bold]backend:[/] {choice.name} ({choice.reason}); run dir: {run_dir}")
         (run_dir / "recipe.resolved.yaml").write_text(dump_recipe(cfg), encoding="utf-8")
         (run_dir / "provenance.json").write_text(
@@ -525,7 +531,7 @@ def run_training(
         results.append(result)
         if on_stage:
             on_stage(result)
-    if _is_main():
+    if is_main_process():
         prov = json.loads((run_dir / "provenance.json").read_text(encoding="utf-8"))
         prov["stages"] = [dataclasses.asdict(r) for r in results]
         (run_dir / "provenance.json").write_text(json.dumps(prov, indent=2, default=str), encoding="utf-8")

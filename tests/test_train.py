@@ -259,3 +259,15 @@ def test_report_to_keeps_only_installed_reporters():
     with pytest.warns(UserWarning, match="not installed"):
         assert available_reporters(["surely_not_a_reporter_pkg"]) == []
     assert available_reporters([]) == []
+
+
+def test_resume_skips_a_checkpoint_torn_by_the_kill(tmp_path):
+    from sblite.train import _last_checkpoint
+
+    for step, complete in ((2, True), (4, True), (8, False)):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        if complete:
+            (ckpt / "trainer_state.json").write_text("{}")
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert _last_checkpoint(tmp_path / "missing") is None
