@@ -241,6 +241,12 @@ def prepare_cmd(
     max_prompt_tokens: Annotated[
         int | None, typer.Option(help="reject questions whose prompt is longer")
     ] = None,
+    styles: Annotated[
+        str, typer.Option(help="sample mode: instructions to sample under, comma-separated: plain, brief")
+    ] = "plain",
+    targets: Annotated[
+        str, typer.Option(help="sample mode: shortest (one SFT row per question) or all correct responses")
+    ] = "shortest",
     backend: Annotated[
         str, typer.Option(help="sampling engine: auto (vLLM on a GPU when installed), hf, vllm")
     ] = "auto",
@@ -273,6 +279,8 @@ def prepare_cmd(
         force=force,
         instruction_in_user=instruction_in_user,
         max_prompt_tokens=max_prompt_tokens,
+        styles=tuple(s.strip() for s in styles.split(",") if s.strip()),
+        targets=targets,
         backend=backend,
         command=sys.argv[1:],
     )
@@ -426,6 +434,7 @@ def eval_cmd(
     gguf: Annotated[str | None, typer.Option(help="evaluate a GGUF file instead (llama.cpp when installed)")] = None,
     mode: Annotated[str, typer.Option(help="self (model states its budget), prefill (sweep --budgets), none (plain)")] = "self",
     budgets: Annotated[str, typer.Option(help="comma-separated budgets for --mode prefill")] = "64,128,256,512",
+    style: Annotated[str, typer.Option(help="--mode none: the instruction, plain (step by step) or brief")] = "plain",
     n_samples: Annotated[int, typer.Option(help="samples per question (pass@1 is their mean)")] = 1,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
     limit: Annotated[int | None, typer.Option(help="first N valid questions")] = None,
@@ -450,7 +459,7 @@ def eval_cmd(
     opts = EvalOptions(model=model or "", gguf=gguf, dataset=dataset, out=out, mode=mode, budgets=budget_list, n_samples=n_samples,
                        temperature=temperature, limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size,
                        baseline=baseline, data_dir=data_dir, stage=stage, seed=seed,
-                       question_field=question_field, answer_field=answer_field)
+                       question_field=question_field, answer_field=answer_field, style=style)
     try:
         result = run_eval(opts, console=console)
     except (EvalError, FileNotFoundError, OSError) as err:

@@ -34,6 +34,11 @@ SYSTEM_PROMPT = (
 )
 #: Plain prompting without the budget format: the base model's own length (``sblite eval --mode none``).
 PLAIN_SYSTEM_PROMPT = "Solve the problem step by step and put the final answer in \\boxed{}."
+#: A terse instruction: the same model's short answers (``sblite prepare --styles plain,brief``).
+BRIEF_SYSTEM_PROMPT = "Answer in one short line and put the final answer in \\boxed{}."
+#: Sampling styles for ``prepare --labels sample``: each draws k answers under its own instruction, so the
+#: cold-start data holds long and short correct answers to one question, each labelled with its own length.
+SAMPLE_STYLES = {"plain": PLAIN_SYSTEM_PROMPT, "brief": BRIEF_SYSTEM_PROMPT}
 
 
 class Reason:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from sblite.cli import app
 from sblite.data.prepare import PrepareError, PrepareOptions, load_jsonl, run_prepare
 from sblite.generation import Generation
-from sblite.protocol import count_solution_tokens, extract_boxed, parse_completion
+from sblite.protocol import BRIEF_SYSTEM_PROMPT, count_solution_tokens, extract_boxed, parse_completion
 
 FIX = Path(__file__).parent / "fixtures"
 runner = CliRunner()
@@ -216,6 +216,56 @@ def test_sample_mode_labels_with_stub_generator(tmp_path, tiny_tokenizer):
         tokenizer=tiny_tokenizer,
     )
     assert gen2.calls == [] and load_jsonl(tmp_path / "o" / "sft.jsonl") == sft
+
+
+def test_styles_and_all_targets_teach_several_budgets_per_question(tmp_path, tiny_tokenizer):
+    """Two instructions × k samples, pooled; every distinct correct answer is an SFT row with its own budget."""
+    plain = [("4 + 9 is 13 because four plus nine makes thirteen, \\boxed{13}", "stop"), ("\\boxed{12}", "stop")]
+    brief = [("\\boxed{13}", "stop"), ("\\boxed{13}", "stop")]  # a duplicate is one target, not two
+    calls = []
+
+    def generate(prompts, seed):
+        calls.append(len(prompts))
+        out = []
+        for p in prompts:
+            if "What is 4 + 9?" not in p:
+                out.append([Generation("\\boxed{0}", (), 2, "stop")] * 2)
+                continue
+            pairs = brief if BRIEF_SYSTEM_PROMPT in p else plain
+            out.append([Generation(t, (), len(t.split()), f) for t, f in pairs])
+        return out
+
+    src = tmp_path / "q.jsonl"
+    src.write_text(json.dumps({"question": "What is 4 + 9?", "answer": "13"}) + "\n"
+                   + json.dumps({"question": "What is 1 + 1?", "answer": "2"}) + "\n")
+    opts = PrepareOptions(dataset=str(src), out=str(tmp_path / "o"), labels="sample", k=2,
+                          styles=("plain", "brief"), targets="all")
+    run_prepare(opts, generate=generate, tokenizer=tiny_tokenizer)
+    sft = load_jsonl(tmp_path / "o" / "sft.jsonl")
+    assert len(calls) == 2  # one batch per style
+    budgets = [parse_completion(r["completion"]).budget for r in sft]
+    assert [r["id"] for r in sft] == ["q-1", "q-1"] and budgets == sorted(budgets) and budgets[0] < budgets[1]
+    assert sft[0]["b_max"] == budgets[0] and sft[0]["k"] == 4 and sft[0]["pass_rate"] == 0.75
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["counts"]["sft"] == 2 and report["counts"]["sft_questions"] == 1
+    assert report["provenance"]["styles"] == ["plain", "brief"] and len(report["provenance"]["sample_caches"]) == 2
+    for r, b in zip(sft, budgets, strict=True):  # each row carries its own length, measured as training does
+        assert count_solution_tokens(tiny_tokenizer.encode(r["completion"], add_special_tokens=False), tiny_tokenizer) == b
+    # the default keeps one (the shortest) target per question, from the same cached samples
+    calls.clear()
+    opts.targets, opts.force = "shortest", True
+    run_prepare(opts, generate=generate, tokenizer=tiny_tokenizer)
+    one = load_jsonl(tmp_path / "o" / "sft.jsonl")
+    assert calls == [] and len(one) == 1 and one[0]["completion"] == sft[0]["completion"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"), [({"styles": ("plain", "chatty")}, "--styles plain,chatty"), ({"targets": "best"}, "--targets")]
+)
+def test_bad_styles_or_targets_are_named(tmp_path, tiny_tokenizer, change, message):
+    opts = PrepareOptions(dataset=str(FIX / "arith.jsonl"), out=str(tmp_path / "o"), labels="sample", **change)
+    with pytest.raises(PrepareError, match=message):
+        run_prepare(opts, generate=lambda p, s: [], tokenizer=tiny_tokenizer)
 
 
 def _cached_ids(path):

@@ -11,7 +11,9 @@ model's tokens, or None for "infinity") and, when a correct response exists, the
 - ``sample`` (the paper's): k responses per question from the base model, prompted *without* the budget
   format; each is verified with ``sblite.verify.is_correct``. A response cut at ``max_new_tokens`` counts
   as wrong (it never finished). ``b_max`` is the budget of the shortest correct response, and that response
-  becomes the SFT target. A correct response with no ``\\boxed{}`` gets " The answer is \\boxed{gold}."
+  becomes the SFT target (``targets="all"``: every distinct correct response does, each labelled with its
+  own length, so one question teaches several budget → length pairs). ``styles`` samples k responses under
+  each of several instructions (``protocol.SAMPLE_STYLES``: plain step-by-step and brief), pooled. A correct response with no ``\\boxed{}`` gets " The answer is \\boxed{gold}."
   appended first, so every SFT target ends in a boxed answer. Generations are appended to a cache file as
   each batch finishes, so a killed run resumes without redoing finished questions.
 
@@ -60,6 +62,8 @@ class Label:
 
     b_max: int | None
     completion: str | None = None  # the SFT target; None when no correct response exists
+    #: every SFT target (``targets="all"``: each distinct correct response, shortest first; else [completion])
+    completions: list[str] = field(default_factory=list)
     difficulty: float = UNKNOWN_DIFFICULTY
     difficulty_source: str = "unknown"
     extra: dict[str, Any] = field(default_factory=dict)  # sample mode: pass_rate, lengths, k
@@ -145,7 +149,9 @@ def label_reference(row: Row, tokenizer: Any, max_level: int = 5) -> Label:
     if sol is None:
         return Label(b_max=None, difficulty=difficulty, difficulty_source=how)
     budget, completion = budget_for(sol, tokenizer)
-    return Label(b_max=budget, completion=completion, difficulty=difficulty, difficulty_source=how)
+    return Label(
+        b_max=budget, completion=completion, completions=[completion], difficulty=difficulty, difficulty_source=how
+    )
 
 
 # ------------------------------------------------------------------------------------------- sampling
@@ -272,22 +278,31 @@ def sample_generations(
     return out
 
 
+TARGETS = ("shortest", "all")
+
+
 def label_from_samples(
     row: Row,
     samples: Sequence[dict[str, Any]],
     tokenizer: Any,
     verify: Callable[[str, str], bool],
+    *,
+    targets: str = "shortest",
 ) -> Label:
-    """Verify each sample, measure each one's budget, pick the shortest correct one as the SFT target.
+    """Verify each sample, measure each one's budget, pick the SFT target(s).
 
-    ``lengths[i]`` is the budget sample i would carry as an SFT target (the same measure as ``b_max``);
-    None for a sample cut at ``max_new_tokens``. A correct sample whose wrapped form would not parse (it
-    contains the protocol's own tags) is not used as a target.
+    ``b_max`` is the shortest correct sample's budget. ``targets="shortest"`` makes that sample the one SFT
+    target; ``"all"`` keeps every distinct correct one, shortest first. ``lengths[i]`` is the budget sample
+    i would carry as an SFT target (the same measure as ``b_max``); None for a sample cut at
+    ``max_new_tokens``. A correct sample whose wrapped form would not parse (it contains the protocol's own
+    tags) is not used as a target.
     """
+    if targets not in TARGETS:
+        raise ValueError(f"targets={targets!r}: choose one of {', '.join(TARGETS)}")
     k = len(samples)
     lengths: list[int | None] = []
     correct: list[bool] = []
-    best: tuple[int, str] | None = None
+    good: dict[str, int] = {}  # completion -> budget, distinct correct targets
     for s in samples:
         text = s["text"].strip()
         finished = s.get("finish_reason") == "stop"
@@ -299,13 +314,16 @@ def label_from_samples(
         body = with_boxed_answer(text, row.answer) if ok else text
         budget, completion = budget_for(body, tokenizer)
         lengths.append(budget)
-        if ok and parse_completion(completion).ok and (best is None or budget < best[0]):
-            best = (budget, completion)
+        if ok and parse_completion(completion).ok:
+            good.setdefault(completion, budget)
+    ranked = sorted(good.items(), key=lambda kv: kv[1])  # stable: ties keep sample order
+    best = (ranked[0][1], ranked[0][0]) if ranked else None
     pass_rate = sum(correct) / k if k else 0.0
     extra = {"pass_rate": pass_rate, "lengths": lengths, "k": k, "correct": correct}
     return Label(
         b_max=best[0] if best else None,
         completion=best[1] if best else None,
+        completions=[c for c, _ in ranked] if targets == "all" else ([best[1]] if best else []),
         difficulty=1.0 - pass_rate,
         difficulty_source="pass_rate",
         extra=extra,

@@ -6,7 +6,8 @@
 The output directory receives (each written to a temp file and renamed, ``report.json`` last):
 
 - ``sft.jsonl``: questions with a correct labelled response: ``id, source, question, answer, completion,
-  b_max, level, difficulty`` (+ ``pass_rate, lengths, k`` in sample mode);
+  b_max, level, difficulty`` (+ ``pass_rate, lengths, k`` in sample mode); with ``--targets all`` one row per
+  distinct correct response, so a question can appear several times with different budgets;
 - ``grpo.jsonl``: every kept question, ``b_max`` None meaning infinity (no correct response);
 - ``rejects.jsonl``: every input record that was not kept, with its line number, field and reason;
 - ``report.json``: counts (``read == kept + rejected``), per-level pass rate and budget quantiles, rejects by
@@ -27,12 +28,13 @@ import platform
 import tempfile
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sblite.data.labels import (
+    TARGETS,
     Label,
     SampleCache,
     SampleSettings,
@@ -52,6 +54,7 @@ from sblite.data.sources import (
     resolve_source,
     sha256_file,
 )
+from sblite.protocol import SAMPLE_STYLES
 
 CACHE_DIR = ".cache"
 OUTPUT_FILES = ("sft.jsonl", "grpo.jsonl", "rejects.jsonl", "report.json")
@@ -86,6 +89,8 @@ class PrepareOptions:
     data_dir: str | None = None
     force: bool = False
     instruction_in_user: bool = False
+    styles: tuple[str, ...] = ("plain",)  # sample mode: instructions to sample under (protocol.SAMPLE_STYLES)
+    targets: str = "shortest"  # sample mode: shortest | all (every distinct correct response is an SFT row)
     max_prompt_tokens: int | None = None
     backend: str = "auto"  # auto | hf | vllm (sample mode)
     command: list[str] | None = None  # the argv, for provenance
@@ -217,6 +222,11 @@ def run_prepare(
         raise PrepareError("-k, --batch-size and --max-new-tokens must be at least 1")
     if opts.limit is not None and opts.limit < 1:
         raise PrepareError("--limit must be at least 1")
+    unknown = [s for s in opts.styles if s not in SAMPLE_STYLES]
+    if unknown or not opts.styles:
+        raise PrepareError(f"--styles {','.join(opts.styles)}: choose from {', '.join(SAMPLE_STYLES)}")
+    if opts.targets not in TARGETS:
+        raise PrepareError(f"--targets {opts.targets!r}: choose {' or '.join(TARGETS)}")
     if opts.labels == "sample" and not opts.model and generate is None:
         raise PrepareError("--labels sample needs --model (e.g. builtin:smollm2-135m or a model directory)")
     if opts.labels == "reference" and not (opts.tokenizer or opts.model) and tokenizer is None:
@@ -316,24 +326,32 @@ def run_prepare(
             rows = [rows[i] for i in keep]
             prompts = [prompts[i] for i in keep]
             prompt_lens = [prompt_lens[i] for i in keep]
-        cache_key = _cache_key(opts, settings, input_sha, fields, tok_name)
-        cache_file = out / CACHE_DIR / f"samples-{cache_key}.jsonl"
-        cache = SampleCache(cache_file)
-        prog("sample", 0, len(rows))
-        samples = sample_generations(
-            rows,
-            prompts,
-            generate,
-            settings,
-            cache,
-            prompt_lengths=prompt_lens,
-            on_progress=lambda n, cached: prog("sample", n, None),
-        )
+        prog("sample", 0, len(rows) * len(opts.styles))
+        samples: dict[str, list[dict[str, Any]]] = {r.id: [] for r in rows}
+        cache_files = []
+        for style in opts.styles:
+            # One cache file per style: its key covers the style's instruction, so plain-only runs reuse theirs.
+            style_settings = replace(settings, system_prompt=SAMPLE_STYLES[style])
+            cache_key = _cache_key(opts, style_settings, input_sha, fields, tok_name)
+            cache_files.append(out / CACHE_DIR / f"samples-{cache_key}.jsonl")
+            style_prompts = prompts if style == "plain" else sample_prompts(rows, prompt_tok, style_settings)
+            got = sample_generations(
+                rows,
+                style_prompts,
+                generate,
+                style_settings,
+                SampleCache(cache_files[-1]),
+                prompt_lengths=prompt_lens,
+                on_progress=lambda n, cached: prog("sample", n, None),
+            )
+            for r in rows:
+                samples[r.id] += [{**g, "style": style} for g in got[r.id]]
+        cache_file = cache_files[0]
         if verify is None:
             from sblite.verify import is_correct as verify
         prog("verify", 0, len(rows))
         for r in rows:
-            labels[r.id] = label_from_samples(r, samples[r.id], tok, verify)
+            labels[r.id] = label_from_samples(r, samples[r.id], tok, verify, targets=opts.targets)
             prog("verify", 1, None)
 
     rejects.sort(key=lambda rj: rj.line)
@@ -347,8 +365,8 @@ def run_prepare(
         grpo = {**base, **common, **extra}
         grpo_lines.append(json.dumps(grpo, ensure_ascii=False))
         out_rows.append({**grpo, "difficulty_source": lab.difficulty_source})
-        if lab.completion is not None:
-            sft = {**base, "completion": lab.completion, **common, **extra}
+        for completion in lab.completions:
+            sft = {**base, "completion": completion, **common, **extra}
             sft_lines.append(json.dumps(sft, ensure_ascii=False))
     reject_counts = Counter(rj.reason for rj in rejects)
     report = {
@@ -357,6 +375,7 @@ def run_prepare(
             "kept": len(rows),
             "rejected": len(rejects),
             "sft": len(sft_lines),
+            "sft_questions": sum(1 for r in rows if labels[r.id].completions),
             "grpo": len(grpo_lines),
             "no_correct_response": sum(1 for r in out_rows if r["b_max"] is None),
             "rejects_by_reason": dict(sorted(reject_counts.items())),
@@ -377,6 +396,9 @@ def run_prepare(
             "top_p": opts.top_p if opts.labels == "sample" else None,
             "max_new_tokens": opts.max_new_tokens if opts.labels == "sample" else None,
             "instruction_in_user": opts.instruction_in_user if opts.labels == "sample" else None,
+            "styles": list(opts.styles) if opts.labels == "sample" else None,
+            "targets": opts.targets if opts.labels == "sample" else None,
+            "sample_caches": [str(f) for f in cache_files] if opts.labels == "sample" else None,
             "seed": opts.seed,
             "limit": opts.limit,
             "sample_cache": str(cache_file) if cache_file else None,
