@@ -52,6 +52,7 @@ class EvalOptions:
     instruction_in_user: bool | None = None  # None: what the run trained with (False for plain models)
     gguf: str | None = None  # evaluate this GGUF (llama.cpp, or transformers reading it) instead of --model
     plots: bool = True
+    style: str = "plain"  # mode none: the instruction (protocol.SAMPLE_STYLES), e.g. brief for a terse baseline
 
 
 # ---------------------------------------------------------------------------------------------- questions
@@ -133,7 +134,7 @@ def _prompts(tok, rows, opts: EvalOptions, instruction_in_user: bool) -> list[tu
             text = protocol.render_prompt(
                 tok,
                 row["question"],
-                system_prompt=protocol.PLAIN_SYSTEM_PROMPT,
+                system_prompt=protocol.SAMPLE_STYLES[opts.style],
                 instruction_in_user=instruction_in_user,
             )
             jobs.append((row, None, text))
@@ -243,6 +244,8 @@ def run_eval(opts: EvalOptions, console=None) -> dict[str, Any]:
         raise EvalError(f"--mode {opts.mode!r}: choose self, prefill or none")
     if opts.mode == "prefill" and (not opts.budgets or any(b < 1 for b in opts.budgets)):
         raise EvalError("--budgets: give positive whole numbers, e.g. --budgets 64,128,256")
+    if opts.style not in protocol.SAMPLE_STYLES:
+        raise EvalError(f"--style {opts.style!r}: choose {' or '.join(protocol.SAMPLE_STYLES)}")
     out = Path(opts.out)
     baseline = load_records(opts.baseline) if opts.baseline else None
     rows = load_questions(

@@ -91,6 +91,7 @@ def test_eval_bad_inputs_fail_in_one_line(tiny_model_dir, questions, tmp_path):
         (["--mode", "bogus"], "choose self, prefill or none"),
         (["--mode", "prefill", "--budgets", "a,b"], "comma-separated whole numbers"),
         (["--baseline", str(tmp_path / "missing.json")], "no such file"),
+        (["--mode", "none", "--style", "chatty"], "--style 'chatty': choose plain or brief"),
     ]
     for extra, needle in cases:
         result = runner.invoke(
@@ -247,3 +248,15 @@ def test_generate_and_eval_from_a_gguf(tiny_gguf, questions, tmp_path, monkeypat
 def test_eval_needs_exactly_one_model(questions, tmp_path):
     result = runner.invoke(app, ["eval", "--dataset", str(questions), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "exactly one of --model and --gguf" in result.output
+
+
+def test_plain_mode_style_picks_the_instruction(tiny_tokenizer):
+    """``--mode none --style brief`` is the terse-prompt baseline: same model, the brief instruction."""
+    from sblite.evaluate import EvalOptions, _prompts
+    from sblite.protocol import BRIEF_SYSTEM_PROMPT, PLAIN_SYSTEM_PROMPT
+
+    rows = [{"question": "What is 2 + 2?"}]
+    for style, wanted in (("plain", PLAIN_SYSTEM_PROMPT), ("brief", BRIEF_SYSTEM_PROMPT)):
+        opts = EvalOptions(model="m", dataset="d", out="o", mode="none", style=style)
+        [(_, budget, text)] = _prompts(tiny_tokenizer, rows, opts, instruction_in_user=True)
+        assert budget is None and wanted in text and "<budget>" not in text
