@@ -131,9 +131,27 @@ class GRPOConfig(_TrainerKnobs):
     completion_headroom: float = Field(
         1.25, ge=1.0, description="max_completion_length must be >= headroom × the data's p90 budget"
     )
+    prefill_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of prompts whose budget is pre-filled (drawn from prefill_range): the budget reward "
+        "then pays for obeying a forced budget, which `sblite generate --budget` relies on",
+    )
+    prefill_range: tuple[int, int] = Field((16, 256), description="pre-filled budgets: log-uniform in [lo, hi]")
     use_vllm: bool = False
     vllm_mode: Literal["server", "colocate"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _prefill_range(self) -> GRPOConfig:
+        lo, hi = self.prefill_range
+        if not 1 <= lo <= hi or (self.prefill_fraction > 0 and hi > self.max_completion_length):
+            raise ValueError(
+                f"grpo.prefill_range=[{lo}, {hi}]: need 1 <= lo <= hi <= grpo.max_completion_length="
+                f"{self.max_completion_length}; e.g. grpo.prefill_range=[16,{min(256, self.max_completion_length)}]"
+            )
+        return self
 
     @field_validator("num_generations")
     @classmethod

@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -142,18 +143,48 @@ def check_completion_length(rows: list[dict[str, Any]], cfg: Recipe) -> dict[str
     return stats
 
 
+def prefill_budgets(ids: list[str], cfg: Recipe) -> dict[str, int]:
+    """The pre-filled budget of each GRPO question that gets one (``grpo.prefill_fraction`` of them).
+
+    Seeded by ``grpo.seed`` and the question id, so a resumed run sees the same prompts; budgets are
+    log-uniform in ``grpo.prefill_range`` so short and long forced budgets are equally represented.
+
+    >>> from sblite.config import load_recipe
+    >>> cfg = load_recipe("tiny-cpu", ["grpo.prefill_fraction=1.0", "grpo.prefill_range=[16,64]"])
+    >>> b = prefill_budgets(["a", "b", "c"], cfg)
+    >>> sorted(b) == ["a", "b", "c"] and all(16 <= v <= 64 for v in b.values())
+    True
+    """
+    g = cfg.grpo
+    lo, hi = g.prefill_range
+    out = {}
+    for qid in ids:
+        rng = random.Random(f"{g.seed}:{qid}")
+        if rng.random() < g.prefill_fraction:
+            out[qid] = round(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    return out
+
+
 def build_grpo_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer) -> tuple[Any, int]:
-    """Prompts + reward columns (``answer``, ``b_max``); prompts over ``data.max_prompt_length`` are dropped."""
+    """Prompts + reward columns (``answer``, ``b_max``); prompts over ``data.max_prompt_length`` are dropped.
+
+    With ``grpo.prefill_fraction`` some prompts end in an assistant turn holding ``<budget>N</budget><solution>``
+    (TRL continues that message); the rewards read the budget from the prompt, so only obeying it pays.
+    """
     from datasets import Dataset
 
+    forced = prefill_budgets([str(r.get("id", i)) for i, r in enumerate(rows)], cfg)
     kept, dropped = [], 0
-    for r in rows:
+    for i, r in enumerate(rows):
         messages = _messages(r, cfg)
+        budget = forced.get(str(r.get("id", i)))
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         if protocol.count_tokens(text, tokenizer) > cfg.data.max_prompt_length:
             dropped += 1
             continue
         b = _finite_budget(r.get("b_max"))
+        if budget is not None:
+            messages = [*messages, {"role": "assistant", "content": protocol.prefill(budget)}]
         kept.append(
             {
                 "prompt": messages,

@@ -271,3 +271,41 @@ def test_resume_skips_a_checkpoint_torn_by_the_kill(tmp_path):
             (ckpt / "trainer_state.json").write_text("{}")
     assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
     assert _last_checkpoint(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_grpo_prefill_fraction_forces_budgets_that_trl_continues(tiny_prepared_dir, tiny_tokenizer, fraction):
+    """``grpo.prefill_fraction``: that share of prompts end in ``<budget>N</budget><solution>``, which TRL's
+    chat templating continues (no end-of-turn), and the reward scores the completion against that N."""
+    from trl.data_utils import maybe_apply_chat_template
+
+    from sblite.protocol import parse_completion
+    from sblite.rewards import SelfBudgeterReward
+    from sblite.train import build_grpo_dataset
+
+    cfg = load_recipe("tiny-cpu", [f"grpo.prefill_fraction={fraction}", "grpo.prefill_range=[8,32]"])
+    rows = load_prepared(tiny_prepared_dir).grpo
+    ds, dropped = build_grpo_dataset(rows, cfg, tiny_tokenizer)
+    forced = [ex for ex in ds if ex["prompt"][-1]["role"] == "assistant"]
+    assert dropped == 0 and len(ds) == len(rows)
+    assert len(forced) == {0.0: 0, 1.0: len(rows)}.get(fraction, len(forced))
+    if fraction == 0.5:
+        assert 0 < len(forced) < len(rows)
+    again, _ = build_grpo_dataset(rows, cfg, tiny_tokenizer)
+    assert list(again) == list(ds)  # seeded: a resumed run sees the same prompts
+    for ex in forced:
+        text = maybe_apply_chat_template({"prompt": ex["prompt"]}, tiny_tokenizer)["prompt"]
+        prefix = ex["prompt"][-1]["content"]
+        budget = parse_completion(prefix + "x</solution>").budget
+        assert text.endswith(prefix) and 8 <= budget <= 32
+        reward = SelfBudgeterReward(tokenizer=tiny_tokenizer)
+        [b] = reward.breakdowns([ex["prompt"]], [[{"role": "assistant", "content": "\\boxed{1}</solution>"}]],
+                                answer=["1"], b_max=[None])
+        assert b.format_ok and b.budget == budget
+
+
+def test_prefill_range_must_fit_the_completion_length():
+    with pytest.raises(Exception, match="prefill_range"):
+        load_recipe("tiny-cpu", ["grpo.prefill_range=[64,16]"])
+    with pytest.raises(Exception, match="max_completion_length"):
+        load_recipe("tiny-cpu", ["grpo.prefill_fraction=0.5", "grpo.prefill_range=[16,100000]"])
