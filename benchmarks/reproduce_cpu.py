@@ -6,7 +6,15 @@
 The paper-style table for base / budget SFT / SFT + GRPO, and GRPO ablations from the same SFT adapter:
 
 - ``no_budget_penalty``: ``reward.r_b = 0`` (budgets above ``b_max`` cost nothing);
-- ``fixed_alpha``: ``reward.alpha_schedule = constant`` at ``--fixed-alpha`` (default 1.0) instead of 6.0 → 0.1.
+- ``fixed_alpha``: ``reward.alpha_schedule = constant`` at ``--fixed-alpha`` (default 1.0) instead of 6.0 → 0.1;
+- extension ``prefill_grpo`` (not in the paper): ``grpo.prefill_fraction`` of the GRPO prompts carry a forced
+  budget, so the budget reward pays for obeying it; it gets its own pre-filled sweep.
+
+Cold-start data (``--styles plain,brief --targets all``, the default here): the base model is sampled under its
+plain step-by-step instruction *and* a brief one; every distinct correct answer becomes an SFT row labelled
+with its own length, so the same question is seen with short and long budgets (the paper samples plain only,
+one target per question: ``--styles plain --targets shortest``). Compression is measured against the plain
+prompt; the ``base (brief prompt)`` row shows what prompting alone buys, so the trained model must beat it.
 
 Columns: accuracy, mean solution tokens, compression vs the base model's plain answers on the same questions,
 adherence within ±50% / ±10% of the model's own budget, slope and R² of length on the budget, Spearman of the
@@ -37,13 +45,17 @@ TARGETS = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/sblite-reproduce")
-    ap.add_argument("--train-questions", type=int, default=150)
-    ap.add_argument("--eval-questions", type=int, default=100)
+    ap.add_argument("--train-questions", type=int, default=120)
+    ap.add_argument("--eval-questions", type=int, default=80)
     ap.add_argument("-k", type=int, default=4)
     ap.add_argument("--sft-epochs", type=float, default=3.0)
-    ap.add_argument("--grpo-steps", type=int, default=30)
+    ap.add_argument("--grpo-steps", type=int, default=24)
     ap.add_argument("--fixed-alpha", type=float, default=1.0)
+    ap.add_argument("--prefill-fraction", type=float, default=0.5,
+                    help="the extension run: share of GRPO prompts with a forced budget (0 skips it)")
     ap.add_argument("--budgets", default="16,32,64,128")
+    ap.add_argument("--styles", default="plain,brief", help="prepare's sampling instructions (plain = the paper's)")
+    ap.add_argument("--targets", default="all", help="prepare's SFT targets: shortest | all correct responses")
     ap.add_argument("--max-new-tokens", type=int, default=192)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny settings: checks the script, not the method")
@@ -79,7 +91,8 @@ def main() -> None:
     prep = timed("prepare", lambda: run_prepare(
         PrepareOptions(dataset="arith", out=str(prepared), labels="sample", model=model, k=args.k, temperature=0.8,
                        max_new_tokens=args.max_new_tokens, batch_size=args.k * 8, limit=args.train_questions,
-                       seed=args.seed, force=True, instruction_in_user=True),
+                       seed=args.seed, force=True, instruction_in_user=True, targets=args.targets,
+                       styles=tuple(args.styles.split(","))),
         progress=_progress_fn(console)))
 
     def train(name: str, extra: list[str]) -> Path:
@@ -99,7 +112,11 @@ def main() -> None:
         "no_budget_penalty": ["reward.r_b=0"],
         "fixed_alpha": ["reward.alpha_schedule=constant", f"reward.alpha_start={args.fixed_alpha}",
                         f"reward.alpha_end={args.fixed_alpha}"],
+        # not in the paper: half the GRPO prompts carry a forced budget, so obeying one is rewarded directly
+        "prefill_grpo": [f"grpo.prefill_fraction={args.prefill_fraction}", "grpo.prefill_range=[16,160]"],
     }
+    if args.prefill_fraction <= 0:
+        del ablations["prefill_grpo"]
     ablation_runs = {
         name: timed(f"train ablation {name}", lambda o=over, n=name: train(
             n, ["stages=[grpo]", f"model.adapter={sft_adapter}", *o]))
@@ -112,18 +129,26 @@ def main() -> None:
     evals["base"] = timed("eval base", lambda: run_eval(
         EvalOptions(model=model, out=str(work / "eval-base"), mode="none", **common), console))
     baseline = str(work / "eval-base" / "results.json")
+    evals["base (brief prompt)"] = timed("eval base brief", lambda: run_eval(
+        EvalOptions(model=model, out=str(work / "eval-base-brief"), mode="none", style="brief", baseline=baseline,
+                    **common), console))
     evals["sft"] = timed("eval sft", lambda: run_eval(
         EvalOptions(model=str(full), stage="sft", out=str(work / "eval-sft"), mode="self", baseline=baseline,
                     **common), console))
     evals["sft+grpo"] = timed("eval sft+grpo", lambda: run_eval(
         EvalOptions(model=str(full), out=str(work / "eval-full"), mode="self", baseline=baseline, **common), console))
     for name, run in ablation_runs.items():
-        evals[f"ablation: {name}"] = timed(f"eval {name}", lambda r=run, n=name: run_eval(
+        evals[("extension: " if name == "prefill_grpo" else "ablation: ") + name] = timed(f"eval {name}", lambda r=run, n=name: run_eval(
             EvalOptions(model=str(r), out=str(work / f"eval-{n}"), mode="self", baseline=baseline, **common), console))
     budgets = [int(b) for b in args.budgets.split(",")]
     sweep = timed("eval prefill sweep", lambda: run_eval(
         EvalOptions(model=str(full), out=str(work / "eval-sweep"), mode="prefill", budgets=budgets,
                     baseline=baseline, **common), console))
+    sweep_ext = None
+    if "prefill_grpo" in ablation_runs:
+        sweep_ext = timed("eval prefill sweep (prefill_grpo)", lambda: run_eval(
+            EvalOptions(model=str(ablation_runs["prefill_grpo"]), out=str(work / "eval-sweep-prefill_grpo"),
+                        mode="prefill", budgets=budgets, baseline=baseline, **common), console))
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,6 +170,7 @@ def main() -> None:
         "by_level": {name: e["summary"]["by_level"] for name, e in evals.items()},
         "prefill_sweep": sweep["summary"],
         "prefill_slope": sweep["summary"]["overall"]["slope"],
+        "prefill_sweep_prefill_grpo": sweep_ext["summary"] if sweep_ext else None,
         "targets": TARGETS,
         "reached": {
             "compression": full_sum["overall"].get("compression"),
@@ -160,7 +186,9 @@ def main() -> None:
         "",
         f"Command: `{result['command']}` (OMP_NUM_THREADS={result['omp_threads']}, seed {args.seed}); "
         f"{result['timings_s']['total'] / 60:.0f} min.",
-        f"Training data: bundled `arith` ({args.train_questions} questions, k={args.k} samples, T=0.8); "
+        f"Training data: bundled `arith` ({args.train_questions} questions, k={args.k} samples per style "
+        f"({args.styles}), T=0.8, SFT targets: {args.targets}; {result['prepared'].get('sft')} SFT rows from "
+        f"{result['prepared'].get('sft_questions')} questions); "
         f"evaluation: `arith-test` ({args.eval_questions} held-out questions, greedy).",
         "",
         markdown_table([(n, e["summary"]["overall"]) for n, e in evals.items()], "model"),
@@ -175,6 +203,14 @@ def main() -> None:
         "",
         f"Slope of length on the pre-filled budget: {sweep['summary']['overall']['slope']}",
         "",
+        *([
+            "## Pre-filled budgets (extension: GRPO with pre-filled budgets)",
+            "",
+            markdown_table(list(sweep_ext["summary"]["by_prefill_budget"].items()), "budget"),
+            "",
+            f"Slope of length on the pre-filled budget: {sweep_ext['summary']['overall']['slope']}",
+            "",
+        ] if sweep_ext else []),
         "## Targets",
         "",
         "| metric | target | reached |",
