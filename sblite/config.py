@@ -358,32 +358,62 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str =
     return data
 
 
-def _format_error(err: ValidationError, source: str) -> str:
+def key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Each mapping key's path → its 1-based line in a YAML text, so errors can point at the line.
+
+    >>> key_lines("grpo:\\n  lr: 1\\n  beta: 0\\n")
+    {('grpo',): 1, ('grpo', 'lr'): 2, ('grpo', 'beta'): 3}
+    """
+    out: dict[tuple[str, ...], int] = {}
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = (*path, str(key.value))
+                out[sub] = key.start_mark.line + 1
+                walk(value, sub)
+
+    try:
+        walk(yaml.compose(text), ())
+    except yaml.YAMLError:
+        pass
+    return out
+
+
+def _format_error(err: ValidationError, source: str, lines_of: dict[tuple[str, ...], int] | None = None) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        path = tuple(str(p) for p in e["loc"])
+        loc = ".".join(path)
+        # the key's own line; a bad value may sit under a section (a model validator) → the deepest key the
+        # file spells out. An unknown key from --set has no line in the file.
+        known = lines_of or {}
+        depth = [len(path)] if e["type"] == "extra_forbidden" else range(len(path), 0, -1)
+        line = next((known[path[:n]] for n in depth if path[:n] in known), None)
+        where = f"{source}:{line}" if line else source
         if e["type"] == "extra_forbidden":
-            lines.append(
-                f"{source}: unknown key '{loc}'; remove it or fix the spelling (see `sblite recipes`)"
-            )
+            lines.append(f"{where}: unknown key '{loc}'; remove it or fix the spelling (see `sblite recipes`)")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {loc + ': ' if loc else ''}{msg}")
+            lines.append(f"{where}: {loc + ': ' if loc else ''}{msg}")
     return "; ".join(lines)
 
 
-def load_recipe_dict(data: dict[str, Any], *, source: str = "<recipe>") -> Recipe:
+def load_recipe_dict(
+    data: dict[str, Any], *, source: str = "<recipe>", lines_of: dict[tuple[str, ...], int] | None = None
+) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as err:
-        raise RecipeError(_format_error(err, source)) from None
+        raise RecipeError(_format_error(err, source, lines_of)) from None
 
 
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
     """Load, override and validate a recipe by name or path; raises ``RecipeError`` with a one-line fix."""
     path = find_recipe(name_or_path)
+    text = path.read_text(encoding="utf-8")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -392,7 +422,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
         raise RecipeError(f"{path}: a recipe is a YAML mapping with sections model, sft, grpo, …")
     raw.setdefault("name", path.stem)
     apply_overrides(raw, overrides or [])
-    return load_recipe_dict(raw, source=str(path))
+    return load_recipe_dict(raw, source=str(path), lines_of=key_lines(text))
 
 
 def dump_recipe(recipe: Recipe) -> str:

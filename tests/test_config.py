@@ -63,6 +63,17 @@ def test_unknown_key_is_rejected_naming_key_and_file(tmp_path, section, key):
         load_recipe(path)
     dotted = key if section is None else f"{section}.{key}"
     assert f"unknown key '{dotted}'" in str(err.value) and path in str(err.value)
+    line = 1 + next(i for i, t in enumerate(Path(path).read_text().splitlines()) if t.strip().startswith(f"{key}:"))
+    assert f"{path}:{line}: unknown key" in str(err.value)  # the file's line of the misspelt key
+
+
+def test_bad_value_points_at_its_line_and_an_override_at_none(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\nmodel:\n  name_or_path: m\ngrpo:\n  num_generations: 1\n")
+    with pytest.raises(RecipeError, match=r"r\.yaml:5: grpo\.num_generations"):
+        load_recipe(str(path))
+    with pytest.raises(RecipeError, match=r"r\.yaml: unknown key 'grpo.epsilonn'"):
+        load_recipe(str(path), ["grpo.num_generations=2", "grpo.epsilonn=0.1"])
 
 
 @pytest.mark.parametrize(
