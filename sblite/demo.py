@@ -2,10 +2,12 @@
 
     make demo                       # = sblite demo --out demo-out
 
-1. prepare   sample k answers per training question from the base model, keep the shortest correct one
-             as the SFT target, its token length as the budget label (``sblite prepare --labels sample``)
+1. prepare   sample k answers per training question from the base model under a step-by-step and a brief
+             instruction; every distinct correct answer is an SFT target labelled with its own token length
+             (``sblite prepare --labels sample --styles plain,brief --targets all``)
 2. train     budget SFT, then budget-guided GRPO (``sblite train --recipe smollm2-135m``)
-3. eval      the base model (plain prompting) and the trained model (self-budgeted) on held-out problems
+3. eval      the base model (plain and brief prompting) and the trained model (self-budgeted) on held-out
+             problems
 4. export    merge the adapter, write a q8_0 GGUF, verify it with transformers (and llama.cpp if installed)
 5. generate  answer one question from the GGUF (or the merged model), budget first
 
@@ -34,7 +36,9 @@ class DemoOptions:
     train_questions: int = 60
     k: int = 4
     eval_questions: int = 30
-    sft_epochs: float = 6.0
+    sft_epochs: float = 3.0
+    styles: tuple[str, ...] = ("plain", "brief")
+    targets: str = "all"
     grpo_steps: int = 8
     max_new_tokens: int = 160
     quant: str = "q8_0"
@@ -74,7 +78,8 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     prep = run_prepare(
         PrepareOptions(dataset="arith", out=str(prepared), labels="sample", model=opts.model,
                        k=opts.k, temperature=0.8, max_new_tokens=opts.max_new_tokens, batch_size=opts.k * 8,
-                       limit=opts.train_questions, seed=opts.seed, force=True, instruction_in_user=True),
+                       limit=opts.train_questions, seed=opts.seed, force=True, instruction_in_user=True,
+                       styles=opts.styles, targets=opts.targets),
         progress=_progress_fn(console),
     )
     timings["prepare"] = time.perf_counter() - t
@@ -95,6 +100,8 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
                   seed=opts.seed, instruction_in_user=True)
     base = run_eval(EvalOptions(model=opts.model, out=str(out / "eval-base"), mode="none", **common), console)
     baseline = str(out / "eval-base" / "results.json")
+    brief = run_eval(EvalOptions(model=opts.model, out=str(out / "eval-base-brief"), mode="none", style="brief",
+                                 baseline=baseline, **common), console)
     sft = run_eval(EvalOptions(model=str(run_dir), stage="sft", out=str(out / "eval-sft"), mode="self",
                                baseline=baseline, **common), console)
     trained = run_eval(EvalOptions(model=str(run_dir), out=str(out / "eval-trained"), mode="self",
@@ -115,6 +122,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
         "timings_s": timings,
         "prepared": prep.report.get("counts", {}),
         "base": base["summary"]["overall"],
+        "base_brief": brief["summary"]["overall"],
         "sft": sft["summary"]["overall"],
         "trained": trained["summary"]["overall"],
         "trained_by_level": trained["summary"]["by_level"],
@@ -123,7 +131,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
         "threads": os.environ.get("OMP_NUM_THREADS"),
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    (out / "report.md").write_text(render_demo_report(summary, base, sft, trained), encoding="utf-8")
+    (out / "report.md").write_text(render_demo_report(summary, base, brief, sft, trained), encoding="utf-8")
     return summary
 
 
@@ -196,7 +204,7 @@ def _generate(exported: dict[str, Any], console) -> dict[str, Any]:
     return {"source": source, "question": DEMO_QUESTION, **state.to_json()}
 
 
-def render_demo_report(summary: dict[str, Any], base: dict, sft: dict, trained: dict) -> str:
+def render_demo_report(summary: dict[str, Any], base: dict, brief: dict, sft: dict, trained: dict) -> str:
     from sblite.evaluate import markdown_table
 
     t = summary["timings_s"]
@@ -208,12 +216,16 @@ def render_demo_report(summary: dict[str, Any], base: dict, sft: dict, trained: 
         "## Base model vs SelfBudgeter (held-out arithmetic problems)",
         "",
         markdown_table([("base (plain prompt)", base["summary"]["overall"]),
+                        ("base (brief prompt)", brief["summary"]["overall"]),
                         ("budget SFT (self budget)", sft["summary"]["overall"]),
                         ("SFT + GRPO (self budget)", trained["summary"]["overall"])], "model"),
         "",
         "## SelfBudgeter by level",
         "",
         markdown_table(list(trained["summary"]["by_level"].items()), "level"),
+        "",
+        "Compression is against the plain prompt; the brief-prompt row is what asking for short answers buys "
+        "without training.",
         "",
         "Plots: `eval-trained/budget_vs_length.png`, `eval-trained/by_level.png`, `eval-base/by_level.png`.",
         "",
