@@ -12,7 +12,7 @@
 5. generate  answer one question from the GGUF (or the merged model), budget first
 
 Every step is a library call with its own rich progress; the outputs land in one folder with a
-``report.md`` holding the comparison table. Defaults are sized to finish in about 15-20 minutes on two CPU
+``report.md`` holding the comparison table. Defaults are sized to finish in about 13 minutes on two CPU
 cores; ``--quick`` runs a smaller version in a few minutes.
 """
 
@@ -33,13 +33,13 @@ class DemoOptions:
     out: str = "demo-out"
     model: str = "builtin:smollm2-135m"
     recipe: str = "smollm2-135m"
-    train_questions: int = 60
+    train_questions: int = 40
     k: int = 4
     eval_questions: int = 30
     sft_epochs: float = 3.0
     styles: tuple[str, ...] = ("plain", "brief")
     targets: str = "all"
-    grpo_steps: int = 8
+    grpo_steps: int = 6
     max_new_tokens: int = 160
     quant: str = "q8_0"
     seed: int = 0
