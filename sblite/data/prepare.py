@@ -283,7 +283,7 @@ def run_prepare(
         seed=opts.seed,
         instruction_in_user=opts.instruction_in_user,
     )
-    cache_file: Path | None = None
+    cache_files: list[Path] = []
     engine = None
     if opts.labels == "reference":
         if opts.max_prompt_tokens:
@@ -324,20 +324,17 @@ def run_prepare(
                         )
                     )
             rows = [rows[i] for i in keep]
-            prompts = [prompts[i] for i in keep]
             prompt_lens = [prompt_lens[i] for i in keep]
         prog("sample", 0, len(rows) * len(opts.styles))
         samples: dict[str, list[dict[str, Any]]] = {r.id: [] for r in rows}
-        cache_files = []
         for style in opts.styles:
             # One cache file per style: its key covers the style's instruction, so plain-only runs reuse theirs.
             style_settings = replace(settings, system_prompt=SAMPLE_STYLES[style])
             cache_key = _cache_key(opts, style_settings, input_sha, fields, tok_name)
             cache_files.append(out / CACHE_DIR / f"samples-{cache_key}.jsonl")
-            style_prompts = prompts if style == "plain" else sample_prompts(rows, prompt_tok, style_settings)
             got = sample_generations(
                 rows,
-                style_prompts,
+                sample_prompts(rows, prompt_tok, style_settings),
                 generate,
                 style_settings,
                 SampleCache(cache_files[-1]),
@@ -346,7 +343,6 @@ def run_prepare(
             )
             for r in rows:
                 samples[r.id] += [{**g, "style": style} for g in got[r.id]]
-        cache_file = cache_files[0]
         if verify is None:
             from sblite.verify import is_correct as verify
         prog("verify", 0, len(rows))
@@ -398,10 +394,10 @@ def run_prepare(
             "instruction_in_user": opts.instruction_in_user if opts.labels == "sample" else None,
             "styles": list(opts.styles) if opts.labels == "sample" else None,
             "targets": opts.targets if opts.labels == "sample" else None,
-            "sample_caches": [str(f) for f in cache_files] if opts.labels == "sample" else None,
+            "sample_caches": [str(f) for f in cache_files] or None,
             "seed": opts.seed,
             "limit": opts.limit,
-            "sample_cache": str(cache_file) if cache_file else None,
+            "sample_cache": str(cache_files[0]) if cache_files else None,
             "budget_measure": "protocol.count_solution_tokens of the tokenised completion (tokens after </budget>)",
             "versions": _versions(),
             "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
