@@ -3,12 +3,16 @@
 Each check is a ``Check(name, status, detail)``; status ``ok`` / ``warn`` / ``fail`` / ``info``. ``fail``
 means sblite cannot train here as installed (the CLI then exits 1). Versions come from package metadata,
 so a broken package is reported instead of crashing the doctor.
+
+``math_verify_problem()`` is also called at train/eval startup: without a working math-verify, answer
+checking (``sblite.verify``) scores every answer its fast path cannot decide as wrong, without an error.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
 import importlib.util
+import logging
 import platform
 import shutil
 import subprocess
@@ -44,6 +48,43 @@ def _vtuple(v: str) -> tuple[int, ...]:
         digits = "".join(ch for ch in part if ch.isdigit())
         out.append(int(digits) if digits else 0)
     return tuple(out)
+
+
+def math_verify_problem() -> str | None:
+    """None when math-verify imports and judges a known pair; else one line: what is wrong, what to install.
+
+    Without it ``sblite.verify`` never raises (a checker must not stop training): it scores every answer its
+    fast path cannot decide (LaTeX, expressions, intervals) as wrong, so rewards and accuracy quietly drop.
+    The check imports math-verify (about a second, sympy included) and verifies ``(x+1)^2`` = ``x^2+2x+1``.
+    """
+    version = _version("math-verify")
+    reinstall = "pip install --force-reinstall math-verify"
+    try:
+        from math_verify import parse, verify
+    except Exception as err:  # noqa: BLE001 - ImportError, or whatever a broken dependency raises
+        if version is None:
+            state, fix = "is not installed", "pip install math-verify"
+        else:
+            state, fix = f"{version} is installed but does not import ({_first_line(err)})", reinstall
+        return f"math-verify {state}: answers beyond a plain number or string match are scored wrong; {fix}"
+    for name in ("math_verify", "math_verify.parser", "math_verify.grader", "latex2sympy2_extended"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # parsing_timeout=None warns once; harmless here
+    try:
+        gold = parse("\\boxed{(x+1)^2}", parsing_timeout=None)
+        pred = parse("\\boxed{x^2+2x+1}", parsing_timeout=None)
+        ok = bool(gold and pred and verify(gold, pred, timeout_seconds=None))
+    except Exception as err:  # noqa: BLE001 - the doctor reports, it does not crash
+        return (
+            f"math-verify {version} imports but fails on (x+1)^2 = x^2+2x+1 ({_first_line(err)}); {reinstall}"
+        )
+    if not ok:
+        return f"math-verify {version} imports but judges (x+1)^2 = x^2+2x+1 unequal; {reinstall}"
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    text = (str(err).strip().splitlines() or [""])[0][:160]
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _unsloth_import_check(timeout: float = 120.0) -> tuple[bool, str]:
@@ -83,9 +124,17 @@ def run_checks(*, import_unsloth: bool = True) -> list[Check]:
         else:
             checks.append(Check("gpu", "info", "no CUDA GPU: the hf backend trains on CPU (use_cpu=True)"))
 
-    for dist in ("transformers", "trl", "peft", "accelerate", "datasets", "math-verify", "gguf"):
+    for dist in ("transformers", "trl", "peft", "accelerate", "datasets", "gguf"):
         v = _version(dist)
         checks.append(Check(dist, "ok" if v else "fail", v or f"not installed: pip install {dist}"))
+    problem = math_verify_problem()
+    checks.append(
+        Check(
+            "math-verify",
+            "fail" if problem else "ok",
+            problem or f"{_version('math-verify')}: imports, (x+1)^2 = x^2+2x+1 verified",
+        )
+    )
 
     trl_v = _version("trl")
     if trl_v == "1.15.0" and not cuda:

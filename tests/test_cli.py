@@ -84,3 +84,11 @@ def test_misspelled_key_is_rejected_in_one_line(tmp_path):
 def test_bad_stage_is_rejected():
     result = runner.invoke(app, ["train", "-r", "tiny-cpu", "--stage", "rl", "--dry-run"])
     assert result.exit_code == 2 and "--stage 'rl'" in result.output
+
+
+def test_doctor_fails_when_math_verify_does_not_import(monkeypatch):
+    monkeypatch.setitem(sys.modules, "math_verify", None)
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 1, result.output
+    row = next(line for line in result.output.splitlines() if "math-verify" in line)
+    assert "fail" in row and "Traceback" not in result.output

@@ -10,6 +10,13 @@ Reading never drops a record silently: each input record becomes either a ``Row`
 normalised) or a ``Reject`` with its 1-based line/record number, the field at fault and a short reason code
 (``REASONS``). Problems with the source as a whole (unknown name, unreadable file, a column no record has)
 raise ``SourceError`` with one line saying what to fix; the CLI turns that into exit code 2.
+
+Whole-file problems a new user meets first are named as such rather than surfacing later as a missing
+column: a file that is not UTF-8 (with line, byte offset, the offending byte and an ``iconv`` command; in
+JSONL a few stray bytes are per-line ``non_utf8`` rejects, but when at least half the lines are not UTF-8
+the file is in another encoding and reading stops), an empty file (0 bytes, blank lines only, a CSV header
+without rows, ``[]``), and a file where no record could be read at all. A file whose answers are GSM8K-style
+(``#### N``) is validated as GSM8K: see ``gsm8k_style``.
 """
 
 from __future__ import annotations
@@ -247,44 +254,110 @@ def _preview(text: str) -> str:
     return text if len(text) <= RAW_PREVIEW_CHARS else text[:RAW_PREVIEW_CHARS] + "…"
 
 
+def _reencode_hint(path: Path, data: bytes, offset: int) -> str:
+    """How to turn ``path`` into UTF-8, guessing the encoding from its first bytes and the byte at fault."""
+    bad = data[offset]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        enc, what = "utf-16", "it is UTF-16"
+    elif bad == 0:  # UTF-16 without a byte-order mark: ASCII text with a NUL beside every byte
+        enc, what = ("utf-16le" if offset % 2 else "utf-16be"), "it looks like UTF-16"
+    elif 0x80 <= bad <= 0x9F:
+        enc, what = "cp1252", "if it is Windows-1252"
+    else:
+        enc, what = "latin1", "if it is Latin-1"
+    out = path.with_name(f"{path.stem}.utf8{path.suffix}")
+    return f"{what}, re-encode it: iconv -f {enc} -t utf-8 {path} > {out}"
+
+
+def _not_utf8_message(path: Path, data: bytes, offset: int, extent: str = "") -> str:
+    """``PATH:LINE: not UTF-8: byte 0xE9 at offset N (byte C of line LINE); <how to re-encode>``.
+
+    ``LINE`` is the line of the file as an editor counts it (in a CSV the header is line 1). A NUL byte is
+    valid UTF-8 but never part of a text data file: it is reported the same way (the file is UTF-16)."""
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return (
+        f"{path}:{line}: not UTF-8{extent}: byte 0x{data[offset]:02X} at offset {offset} (byte {column} of "
+        f"line {line}); {_reencode_hint(path, data, offset)}"
+    )
+
+
+def _check_not_utf16(path: Path, data: bytes) -> None:
+    """``SourceError`` for a UTF-16 file (a UTF-16 byte-order mark, or NUL bytes): read line by line it would
+    give one bad record per line, or none."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SourceError(_not_utf8_message(path, data, 0))
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise SourceError(_not_utf8_message(path, data, nul))
+
+
+def _decode_utf8(path: Path) -> str:
+    """The whole file as text (a leading BOM dropped); ``SourceError`` naming line and byte if not UTF-8."""
+    data = path.read_bytes()
+    _check_not_utf16(path, data)
+    try:
+        return data.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError as err:
+        raise SourceError(_not_utf8_message(path, data, err.start)) from None
+
+
 def _read_jsonl(path: Path) -> Iterator[RawRecord]:
-    """One record per non-blank line; bytes that are not UTF-8 and lines that are not JSON become errors."""
-    with open(path, "rb") as f:
-        for lineno, raw_bytes in enumerate(f, start=1):
-            try:
-                text = raw_bytes.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raw = raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n")
-                yield RawRecord(
-                    lineno, _preview(raw), error=("non_utf8", f"invalid UTF-8 at byte {err.start}")
-                )
-                continue
-            if lineno == 1:
-                text = text.lstrip("\ufeff")
-            if not text.strip():
-                continue  # blank lines are layout, not records
-            stripped = text.rstrip("\r\n")
-            try:
-                obj = json.loads(stripped)
-            except json.JSONDecodeError as err:
-                yield RawRecord(
-                    lineno, _preview(stripped), error=("bad_json", f"{err.msg} at column {err.colno}")
-                )
-                continue
-            yield RawRecord(lineno, _preview(stripped), obj=obj)
+    """One record per non-blank line; bytes that are not UTF-8 and lines that are not JSON become errors.
+
+    A few lines that are not UTF-8 are ``non_utf8`` rejects; when at least half the records are, the file is
+    in another encoding and ``SourceError`` says so (line, byte, ``iconv`` command) instead of rejecting it
+    all.
+    """
+    data = path.read_bytes()
+    _check_not_utf16(path, data)
+    records: list[RawRecord] = []
+    first_bad: int | None = None  # file offset of the first byte that is not UTF-8
+    pos = 0
+    for lineno, raw_bytes in enumerate(data.splitlines(keepends=True), start=1):
+        start, pos = pos, pos + len(raw_bytes)
+        try:
+            text = raw_bytes.decode("utf-8")
+        except UnicodeDecodeError as err:
+            first_bad = start + err.start if first_bad is None else first_bad
+            raw = raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n")
+            detail = (
+                f"invalid UTF-8 byte 0x{raw_bytes[err.start]:02X} at byte {err.start} of the line; "
+                + _reencode_hint(path, data, start + err.start)
+            )
+            records.append(RawRecord(lineno, _preview(raw), error=("non_utf8", detail)))
+            continue
+        if lineno == 1:
+            text = text.lstrip("\ufeff")
+        if not text.strip():
+            continue  # blank lines are layout, not records
+        stripped = text.rstrip("\r\n")
+        try:
+            obj = json.loads(stripped)
+        except json.JSONDecodeError as err:
+            records.append(
+                RawRecord(lineno, _preview(stripped), error=("bad_json", f"{err.msg} at column {err.colno}"))
+            )
+            continue
+        records.append(RawRecord(lineno, _preview(stripped), obj=obj))
+    n_bad = sum(1 for r in records if r.error is not None and r.error[0] == "non_utf8")
+    if first_bad is not None and 2 * n_bad >= len(records):
+        raise SourceError(
+            _not_utf8_message(path, data, first_bad, f" ({n_bad} of {len(records)} non-blank lines)")
+        )
+    yield from records
 
 
 def _read_json(path: Path) -> Iterator[RawRecord]:
     """A JSON array of objects (SVAMP); a file of JSON lines saved as .json is read as JSONL."""
-    try:
-        text = path.read_bytes().decode("utf-8").lstrip("\ufeff")
-    except UnicodeDecodeError as err:
-        raise SourceError(f"{path}: not UTF-8 (invalid byte at offset {err.start})") from None
+    text = _decode_utf8(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
         yield from _read_jsonl(path)
         return
+    if isinstance(data, list) and not data:
+        raise SourceError(f"{path}: empty JSON array (no records); {_empty_fix(path)}")
     if isinstance(data, dict):
         # {"data": [...]} or {"train": [...]}: take the single list value
         lists = [v for v in data.values() if isinstance(v, list)]
@@ -299,20 +372,27 @@ def _read_json(path: Path) -> Iterator[RawRecord]:
 
 def _read_csv(path: Path) -> Iterator[RawRecord]:
     """Record numbers count data rows (the header is not a record)."""
-    try:
-        text = path.read_bytes().decode("utf-8").lstrip("\ufeff")
-    except UnicodeDecodeError as err:
-        raise SourceError(f"{path}: not UTF-8 (invalid byte at offset {err.start})") from None
+    text = _decode_utf8(path)
+    if not text.strip():
+        raise SourceError(_empty_message(path))
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames:
-        raise SourceError(f"{path}: empty CSV (no header row)")
-    for i, rec in enumerate(reader, start=1):
+        raise SourceError(
+            f"{path}: empty CSV (no header row); put the column names on line 1: question,answer"
+        )
+    n = 0
+    for n, rec in enumerate(reader, start=1):
         extra = rec.pop(None, None)  # type: ignore[call-overload]
         raw = _preview(json.dumps(rec, ensure_ascii=False))
         if extra:
-            yield RawRecord(i, raw, error=("bad_type", f"row has {len(extra)} more cells than the header"))
+            yield RawRecord(n, raw, error=("bad_type", f"row has {len(extra)} more cells than the header"))
             continue
-        yield RawRecord(i, raw, obj={k: v for k, v in rec.items()})
+        yield RawRecord(n, raw, obj={k: v for k, v in rec.items()})
+    if n == 0:
+        raise SourceError(
+            f"{path}: the CSV has a header row ({', '.join(reader.fieldnames)}) but no data rows; "
+            "add one row per question under it"
+        )
 
 
 def _table_records(rows: Iterable[dict[str, Any]]) -> Iterator[RawRecord]:
@@ -360,25 +440,79 @@ def _read_hub(source: Source) -> Iterator[RawRecord]:
     yield from _table_records(ds)
 
 
+def _empty_fix(path: Path) -> str:
+    """What an empty ``path`` should hold instead, in its own format."""
+    if path.suffix.lower() == ".csv":
+        return "give it a header row and one question per row, e.g. question,answer then What is 2 + 2?,4"
+    record = '{"question": "What is 2 + 2?", "answer": "4"}'
+    if path.suffix.lower() == ".parquet":
+        return "give it one row per question, with question and answer columns"
+    if path.suffix.lower() == ".json":
+        return f"give it a JSON array of records, e.g. [{record}]"
+    return f"give it one JSON record per line, e.g. {record}"
+
+
+def _empty_message(path: Path) -> str:
+    """``PATH: the file is empty (0 bytes)`` or ``… only blank lines``, with what to put in it."""
+    size = path.stat().st_size
+    if size == 0:
+        what = "the file is empty (0 bytes)"
+    elif path.suffix.lower() == ".parquet":
+        what = "the table has no rows"
+    else:
+        what = f"no records, only blank lines ({size} bytes)"
+    return f"{path}: {what}; {_empty_fix(path)}"
+
+
+def _no_usable_record(where: str, records: list[RawRecord]) -> str:
+    """The one-line error for a source none of whose records is a JSON object, naming the first problem."""
+    first = records[0]
+    if first.error is not None:
+        reason, detail = first.error
+    else:
+        reason, detail = "not_an_object", f"record is a JSON {type(first.obj).__name__}, not an object"
+    return (
+        f"{where}:{first.line}: none of its {len(records)} records could be read (first: {reason}: {detail}); "
+        'each record must be a JSON object, e.g. {"question": "What is 2 + 2?", "answer": "4"}'
+    )
+
+
 def read_records(source: Source) -> Iterator[RawRecord]:
-    """Every record of ``source`` in order, parse failures included (as ``RawRecord.error``)."""
+    """Every record of ``source`` in order, parse failures included (as ``RawRecord.error``).
+
+    Raises ``SourceError`` for a source with no records (an empty file, blank lines only) and for one where
+    no record is a JSON object (every line bad JSON, a file in another encoding): reported as what they are,
+    not as a column that is missing.
+    """
     if source.path is None:
-        yield from _read_hub(source)
-        return
-    suffix = source.path.suffix.lower()
+        records = list(_read_hub(source))
+        where = source.spec
+    else:
+        records = _read_file(source.path)
+        where = str(source.path)
+    if not records:
+        if source.path is None:
+            raise SourceError(f"{source.spec}: the split has no records")
+        raise SourceError(_empty_message(source.path))
+    if not any(isinstance(r.obj, dict) for r in records):
+        raise SourceError(_no_usable_record(where, records))
+    yield from records
+
+
+def _read_file(path: Path) -> list[RawRecord]:
+    suffix = path.suffix.lower()
     try:
         if suffix == ".jsonl":
-            yield from _read_jsonl(source.path)
-        elif suffix == ".json":
-            yield from _read_json(source.path)
-        elif suffix == ".csv":
-            yield from _read_csv(source.path)
-        elif suffix == ".parquet":
-            yield from _read_parquet(source.path)
-        else:  # resolve_source admits only the suffixes above
-            raise SourceError(f"{source.path}: unsupported file type")
+            return list(_read_jsonl(path))
+        if suffix == ".json":
+            return list(_read_json(path))
+        if suffix == ".csv":
+            return list(_read_csv(path))
+        if suffix == ".parquet":
+            return list(_read_parquet(path))
+        raise SourceError(f"{path}: unsupported file type")  # resolve_source admits only the suffixes above
     except OSError as err:
-        raise SourceError(f"{source.path}: cannot read ({err.strerror or err})") from None
+        raise SourceError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 # ------------------------------------------------------------------------------------------- field mapping
@@ -398,6 +532,9 @@ def resolve_fields(
 
     Raises ``SourceError`` when a required column is in no record at all (a wrong --question-field, a file
     of another dataset): per-row absences are rejects, a column absent everywhere is a usage error.
+
+    A file whose answer column is GSM8K-style (``gsm8k_style``) gets ``gold_style="gsm8k"``, as the named
+    ``gsm8k`` sources have: its rows without ``#### N`` are rejects, not golds that can never be matched.
     """
     base = KIND_FIELDS.get(source.kind)
     if base is None or not _has_question(base.question, columns):
@@ -421,6 +558,8 @@ def resolve_fields(
         id=id_field or (base.id if base.id in columns else None),
         gold_style=base.gold_style if not answer_field else "auto",
     )
+    if fm.gold_style != "gsm8k" and source.kind != "math" and gsm8k_style(columns, fm.answer):
+        fm = replace(fm, gold_style="gsm8k")
     shown = ", ".join(sorted(columns)[:20]) or "none"
     for opt, name in (
         ("--question-field", fm.question),
@@ -438,6 +577,22 @@ def resolve_fields(
                 f"column {missing[0]!r} not found in {source.spec} (columns: {shown}); choose one with {opt}"
             )
     return fm
+
+
+def gsm8k_style(columns: set[str], answer: str) -> bool:
+    """Whether ``answer`` is a GSM8K-style column: half or more of its non-empty text values hold ``####``.
+
+    The rule looks at the whole file (``collect_columns`` counts), not row by row: in such a file a row
+    without ``#### N`` is a mistake whose whole worked text would otherwise become the gold, so it is
+    rejected (``unparsable_answer``), as in the named ``gsm8k`` sources. With fewer ``####`` answers the file
+    is mixed and every row is read by ``parse_gold`` (``####``, else the last ``\\boxed{}``, else the text).
+    ``columns`` that are a plain set (no counts) are never GSM8K-style.
+    """
+    counts = getattr(columns, "text_counts", {}).get(answer)
+    if not counts:
+        return False
+    n_text, n_marked = counts
+    return n_marked > 0 and 2 * n_marked >= n_text
 
 
 def _has_question(q: str | tuple[str, ...], columns: set[str]) -> bool:
@@ -572,7 +727,11 @@ class Validator:
                     field=fm.answer,
                     id=rid,
                 )
-            what = "no '#### N' line" if fm.gold_style == "gsm8k" else "no answer could be read"
+            what = (
+                "no '#### N' line, which this file's answers use (end the answer with '#### N')"
+                if fm.gold_style == "gsm8k"
+                else "no answer could be read"
+            )
             return Reject(
                 rec.line, "unparsable_answer", f"{fm.answer!r}: {what}", rec.raw, field=fm.answer, id=rid
             )
@@ -606,9 +765,25 @@ class Validator:
         return Row(id=rid, line=rec.line, question=question, answer=gold, solution=solution, level=level)
 
 
-def collect_columns(records: list[RawRecord]) -> set[str]:
+class Columns(set):
+    """The keys the records of a source have (a ``set[str]``) and, per key, ``text_counts[key] =
+    (records with non-empty text there, those of them containing '####')``, for ``gsm8k_style``."""
+
+    def __init__(self, names: Iterable[str] = (), text_counts: dict[str, tuple[int, int]] | None = None):
+        super().__init__(names)
+        self.text_counts = text_counts or {}
+
+
+def collect_columns(records: list[RawRecord]) -> Columns:
+    """The union of the records' keys, with the counts ``resolve_fields`` uses to spot GSM8K-style answers."""
     cols: set[str] = set()
+    counts: dict[str, list[int]] = {}
     for r in records:
         if isinstance(r.obj, dict):
-            cols.update(str(k) for k in r.obj)
-    return cols
+            for k, v in r.obj.items():
+                cols.add(str(k))
+                if isinstance(v, str) and v.strip():
+                    c = counts.setdefault(str(k), [0, 0])
+                    c[0] += 1
+                    c[1] += "####" in v
+    return Columns(cols, {k: (n, m) for k, (n, m) in counts.items()})
