@@ -487,7 +487,8 @@ def _gguf_stream(path: str, question: str, kwargs: dict):
 def _print_eval(result: dict, out: str) -> None:
     from sblite.evaluate import ROW_COLUMNS, _fmt
 
-    shown = {"n", "accuracy", "format_rate", "mean_tokens", "compression", "mean_budget", "adherence_50",
+    shown = {"n", "accuracy", "format_rate", "mean_generated_tokens", "mean_tokens", "compression", "mean_budget",
+             "adherence_50",
              "adherence_10", "slope", "spearman_budget_level"}
     cols = [c for c in ROW_COLUMNS if c[0] in shown]
     table = Table(title=f"{result['model']} · {result['dataset']} · {result['mode']}", title_justify="left")

@@ -65,9 +65,12 @@ def load_questions(
     limit: int | None = None,
     question_field: str | None = None,
     answer_field: str | None = None,
+    rejects: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Questions with ``id``, ``question``, ``answer``, ``level``, ``difficulty`` from any ``prepare`` source,
-    or from a prepared directory (its ``grpo.jsonl``). Invalid rows are skipped (``prepare`` reports them)."""
+    or from a prepared directory (its ``grpo.jsonl``). A row that cannot be used is appended to ``rejects``
+    (line, field, reason, detail — as ``prepare``'s rejects.jsonl), never dropped unseen."""
+    rejects = rejects if rejects is not None else []
     path = Path(spec)
     if path.is_dir():
         grpo = path / "grpo.jsonl"
@@ -75,12 +78,17 @@ def load_questions(
             raise EvalError(
                 f"--dataset {spec}: a directory must be a `sblite prepare` output (no grpo.jsonl)"
             )
-        rows = [json.loads(line) for line in grpo.read_text(encoding="utf-8").splitlines() if line.strip()]
-        out = [
-            {k: r.get(k) for k in ("id", "question", "answer", "level", "difficulty")}
-            for r in rows
-            if r.get("question") and r.get("answer") is not None
-        ]
+        out = []
+        for lineno, line in enumerate(grpo.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            missing = next((k for k in ("question", "answer") if r.get(k) in (None, "")), None)
+            if missing:
+                rejects.append({"line": lineno, "id": r.get("id"), "field": missing, "reason": "missing_field",
+                                "detail": f"{grpo}:{lineno}: no {missing!r}"})  # fmt: skip
+                continue
+            out.append({k: r.get(k) for k in ("id", "question", "answer", "level", "difficulty")})
         return out[:limit] if limit else out
     from sblite.data.labels import static_difficulty
     from sblite.data.sources import (
@@ -118,6 +126,8 @@ def load_questions(
             )
             if limit and len(out) >= limit:
                 break
+        else:
+            rejects.append(row.to_json())
     if not out:
         raise EvalError(f"--dataset {spec}: no valid questions (check the fields with `sblite prepare`)")
     return out
@@ -166,12 +176,11 @@ def score_generation(
     parsed = protocol.parse_completion(full)
     if mode == "none":
         length, budget, fmt = gen.n_tokens, None, False
-    elif prefill_budget is not None:
-        length, budget, fmt = gen.n_tokens, prefill_budget, parsed.ok
-    else:
-        counted = protocol.count_solution_tokens(gen.token_ids, tok)
+    else:  # one length measure for every mode: protocol.count_solution_tokens
+        counted = protocol.count_solution_tokens(gen.token_ids, tok, forced_budget=prefill_budget)
         length = counted if counted is not None else gen.n_tokens
-        budget, fmt = parsed.budget, parsed.ok
+        budget = prefill_budget if prefill_budget is not None else parsed.budget
+        fmt = parsed.ok
     return EvalRecord(
         qid=str(row["id"]),
         sample=sample,
@@ -187,6 +196,7 @@ def score_generation(
         answer=parsed.answer,
         gold=str(row["answer"]),
         text=full,
+        generated_tokens=gen.n_tokens,
     )
 
 
@@ -248,13 +258,27 @@ def run_eval(opts: EvalOptions, console=None) -> dict[str, Any]:
         raise EvalError(f"--style {opts.style!r}: choose {' or '.join(protocol.SAMPLE_STYLES)}")
     out = Path(opts.out)
     baseline = load_records(opts.baseline) if opts.baseline else None
+    rejects: list[dict[str, Any]] = []
     rows = load_questions(
         opts.dataset,
         data_dir=opts.data_dir,
         limit=opts.limit,
         question_field=opts.question_field,
         answer_field=opts.answer_field,
+        rejects=rejects,
     )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rejects.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rejects), encoding="utf-8")
+    if rejects:
+        reasons = sorted({r["reason"] for r in rejects})
+        console.print(
+            f"[yellow]{len(rejects)} rows of {opts.dataset} cannot be used ({', '.join(reasons)}); "
+            f"each is in {out / 'rejects.jsonl'} with its line[/]"
+        )
+    from sblite.doctor import math_verify_problem
+
+    if problem := math_verify_problem():
+        console.print(f"[bold red]WARNING[/] {problem}")
     quiet_libraries()
     try:
         tok, generate, label, model_info = _engine(opts, console)
@@ -297,6 +321,7 @@ def run_eval(opts: EvalOptions, console=None) -> dict[str, Any]:
         "model_spec": model_info,
         "dataset": opts.dataset,
         "mode": opts.mode,
+        "questions": {"used": len(rows), "rejected": len(rejects)},
         "options": {k: v for k, v in vars(opts).items() if k not in ("model", "dataset", "mode")},
         "seconds": seconds,
         "generated_tokens": generated,
@@ -325,9 +350,11 @@ ROW_COLUMNS = [
     ("n", "n", False),
     ("accuracy", "acc", True),
     ("format_rate", "format", True),
-    ("mean_tokens", "mean tok", False),
-    ("median_tokens", "median tok", False),
-    ("compression", "compression", True),
+    ("mean_generated_tokens", "mean tok (all)", False),
+    ("mean_tokens", "mean tok (solution)", False),
+    ("median_tokens", "median tok (solution)", False),
+    ("compression", "compression (all tok)", True),
+    ("compression_solution", "compression (solution)", True),
     ("mean_budget", "mean budget", False),
     ("adherence_50", "within ±50%", True),
     ("adherence_10", "within ±10%", True),

@@ -107,11 +107,13 @@ def stream_answer(
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
+    from sblite.generation import encode_batch
+
     stop_event = stop_event or threading.Event()
     prompt = protocol.render_prompt(
         tokenizer, question, budget=budget, instruction_in_user=instruction_in_user
     )
-    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+    enc = encode_batch(tokenizer, [prompt]).to(model.device)
 
     class _Stop(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
@@ -158,23 +160,35 @@ def stream_answer(
             raise errors[0]
 
     try:
-        yield from track(chunks(), budget=budget, stop_event=stop_event)
+        yield from track(chunks(), budget=budget, stop_event=stop_event, tokenizer=tokenizer)
     finally:  # never leave generate() running in C++ when the interpreter exits (it aborts the process)
         stop_event.set()
         if thread.is_alive():
             thread.join(timeout=60)
 
 
-def track(chunks: Iterator[tuple[list[int], str]], *, budget: int | None, stop_event: threading.Event):
+def track(
+    chunks: Iterator[tuple[list[int], str]],
+    *,
+    budget: int | None,
+    stop_event: threading.Event,
+    tokenizer: Any = None,
+):
     """Turn ``(new token ids, whole text so far)`` pairs from any engine into ``Progress`` snapshots.
 
     Solution tokens are the tokens generated after the one that completed ``</budget>`` (the boundary
-    ``protocol.count_solution_tokens`` finds); the stream ends at ``</solution>``, at the engine's end, or
-    when ``stop_event`` is set (the last snapshot then has ``stopped=True``).
+    ``protocol.count_solution_tokens`` finds); after a pre-filled budget they also count the pre-fill's own
+    tokens after ``</budget>`` (``<solution>``), as ``count_solution_tokens(..., forced_budget=)`` does, so
+    the bar and ``sblite eval`` agree. The stream ends at ``</solution>``, at the engine's end, or when
+    ``stop_event`` is set (the last snapshot then has ``stopped=True``).
     """
     start = time.perf_counter()
     state = Progress(budget=budget, prefilled=budget is not None)
-    boundary: int | None = 0 if state.prefilled else None
+    boundary: int | None = None
+    if state.prefilled:
+        if tokenizer is None:
+            raise ValueError("track: a pre-filled budget needs the tokenizer to count <solution>'s tokens")
+        boundary = -(protocol.count_solution_tokens([], tokenizer, forced_budget=budget) or 0)
     try:
         for new_ids, text in chunks:
             state.ids.extend(new_ids)
@@ -226,7 +240,7 @@ def stream_answer_gguf(
             if protocol.SOLUTION_CLOSE in text:
                 return
 
-    yield from track(chunks(), budget=budget, stop_event=stop_event or threading.Event())
+    yield from track(chunks(), budget=budget, stop_event=stop_event or threading.Event(), tokenizer=tokenizer)
 
 
 def render_live(state: Progress, question: str):

@@ -103,6 +103,14 @@ def _finish(
     return ids, ("stop" if len(ids) < max_new_tokens else "length")
 
 
+def encode_batch(tokenizer: Any, prompts: Sequence[str]) -> Any:
+    """Left-padded ``input_ids``/``attention_mask`` of ``protocol.encode_prompt``'s ids for each prompt."""
+    from sblite import protocol
+
+    ids = [protocol.encode_prompt(tokenizer, p) for p in prompts]
+    return tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+
+
 def generate_batch(
     model: Any,
     tokenizer: Any,
@@ -120,8 +128,8 @@ def generate_batch(
 ) -> list[list[Generation]]:
     """``num_return_sequences`` samples for each prompt, in prompt order.
 
-    Prompts are full prompt texts (chat template applied, e.g. ``protocol.render_prompt``) and are tokenised
-    without extra special tokens. ``temperature == 0`` is greedy. Batches hold ``batch_size`` prompts; the
+    Prompts are full prompt texts (chat template applied, e.g. ``protocol.render_prompt``), tokenised by
+    ``protocol.encode_prompt`` (a trailing pre-fill apart from the template, as in training). ``temperature == 0`` is greedy. Batches hold ``batch_size`` prompts; the
     RNG is re-seeded with ``seed + index of the batch's first prompt`` before each, so a batch's samples do
     not depend on what ran before it. ``on_batch(n_prompts_done)`` is called after each batch.
 
@@ -158,7 +166,7 @@ def generate_batch(
     device = getattr(model, "device", "cpu")
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start : start + batch_size])
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        enc = encode_batch(tokenizer, chunk).to(device)
         torch.manual_seed(seed + start)
         if engine == "hf":
             with torch.inference_mode():
@@ -327,6 +335,8 @@ class VLLMGenerator:
     ) -> list[list[Generation]]:
         from vllm import SamplingParams  # type: ignore[import-not-found]
 
+        from sblite import protocol
+
         results: list[list[Generation]] = []
         for start in range(0, len(prompts), batch_size):
             chunk = list(prompts[start : start + batch_size])
@@ -339,7 +349,9 @@ class VLLMGenerator:
                 stop=list(stop_strings) if stop_strings else None,
             )
             eos = self.tokenizer.eos_token_id
-            for req in self.llm.generate(chunk, params, use_tqdm=False):
+            # token ids, not text: the pre-fill boundary must be the one training used (protocol.encode_prompt)
+            token_prompts = [{"prompt_token_ids": protocol.encode_prompt(self.tokenizer, p)} for p in chunk]
+            for req in self.llm.generate(token_prompts, params, use_tqdm=False):
                 gens = []
                 for o in req.outputs:
                     ids = [int(t) for t in o.token_ids]

@@ -115,6 +115,16 @@ def tokenize(llm, text: str, *, add_bos: bool = False) -> list[int]:
     return list(llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
 
 
+def tokenize_prompt(llm, prompt: str) -> list[int]:
+    """A rendered prompt's ids as ``protocol.encode_prompt`` splits it (a trailing pre-fill tokenized apart
+    from the template, as in training), with BOS when the model wants it."""
+    from sblite import protocol
+
+    head, budget = protocol.split_prefill(prompt)
+    tail = tokenize(llm, protocol.prefill(budget)) if budget is not None else []
+    return tokenize(llm, head, add_bos=True) + tail
+
+
 def is_eog(llm, token: int) -> bool:
     import llama_cpp
 
@@ -256,7 +266,7 @@ def stream_gguf(
     ``max_new_tokens``. ``temperature == 0`` is greedy."""
     llm = load(str(path), n_ctx, 0)
     llm.set_seed(seed)
-    ids = tokenize(llm, prompt, add_bos=True)
+    ids = tokenize_prompt(llm, prompt)
     out: list[int] = []
     shown = ""
     kwargs = (

@@ -11,7 +11,11 @@ tokens, counted after ``</budget>`` by ``protocol.count_solution_tokens``):
 - adherence ±p: share of records with a budget where ``|l - b| <= p * b``; over-run rate: ``l > b``.
 - budget MAE / MAPE: mean ``|l - b|`` and mean ``|l - b| / b``.
 - slope, R²: ordinary least squares of ``l`` on ``b``; Spearman: rank correlation (average ranks for ties).
-- compression vs a baseline: ``1 - mean(l) / mean(l_baseline)`` over the question ids both runs answered.
+- generated tokens ``g``: every token the model wrote, the ``<budget>N</budget>`` tag included (the user
+  waits for it); a pre-filled tag was written by the user and is not counted. For a plain-prompted baseline
+  ``g = l``.
+- compression vs a baseline: ``1 - mean(g) / mean(g_baseline)`` over the question ids both runs answered (the
+  headline); ``compression_solution`` is the same on ``l``, the figure that leaves the tag out.
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ class EvalRecord:
     gold: str | None = None
     text: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    generated_tokens: int | None = None  # all tokens the model wrote (None in records older than the field)
+
+    @property
+    def generated(self) -> int:
+        return self.length if self.generated_tokens is None else self.generated_tokens
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +132,7 @@ def summarize(records: Sequence[EvalRecord], baseline: Sequence[EvalRecord] | No
         "format_rate": _mean([float(r.format_ok) for r in records]),
         "mean_tokens": _mean(lengths),
         "median_tokens": statistics.median(lengths) if lengths else None,
+        "mean_generated_tokens": _mean([r.generated for r in records]),
         "truncated_rate": _mean([float(r.finish_reason == "length") for r in records]),
         "with_budget": len(with_budget),
         "mean_budget": _mean(b),
@@ -149,20 +159,27 @@ def summarize(records: Sequence[EvalRecord], baseline: Sequence[EvalRecord] | No
 
 
 def compression(records: Sequence[EvalRecord], baseline: Sequence[EvalRecord]) -> dict[str, Any]:
-    """``1 - mean tokens / baseline mean tokens`` on the questions both runs answered, and the accuracy delta."""
+    """``1 - mean generated tokens / baseline's`` on the questions both runs answered (``compression``, the
+    headline), the same on solution tokens (``compression_solution``), and the accuracy delta."""
     base_by_q: dict[str, list[EvalRecord]] = {}
     for r in baseline:
         base_by_q.setdefault(r.qid, []).append(r)
     mine = [r for r in records if r.qid in base_by_q]
     theirs = [r for q in {r.qid for r in mine} for r in base_by_q[q]]
-    mean_mine = _mean([r.length for r in mine])
-    mean_base = _mean([r.length for r in theirs])
+
+    def ratio(mine_mean: float | None, base_mean: float | None) -> float | None:
+        return None if not base_mean or mine_mean is None else 1 - mine_mean / base_mean
+
+    gen_mine, gen_base = _mean([r.generated for r in mine]), _mean([r.generated for r in theirs])
+    sol_mine, sol_base = _mean([r.length for r in mine]), _mean([r.length for r in theirs])
     acc_mine = _mean([float(r.correct) for r in mine])
     acc_base = _mean([float(r.correct) for r in theirs])
     return {
         "baseline_questions": len({r.qid for r in mine}),
-        "baseline_mean_tokens": mean_base,
-        "compression": None if not mean_base or mean_mine is None else 1 - mean_mine / mean_base,
+        "baseline_mean_tokens": sol_base,
+        "baseline_mean_generated_tokens": gen_base,
+        "compression": ratio(gen_mine, gen_base),
+        "compression_solution": ratio(sol_mine, sol_base),
         "baseline_accuracy": acc_base,
         "accuracy_delta": None if acc_mine is None or acc_base is None else acc_mine - acc_base,
     }

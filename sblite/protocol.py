@@ -16,6 +16,7 @@ Nothing here imports torch or transformers; a tokenizer is any object with ``enc
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,6 +118,56 @@ def prefill(budget: int) -> str:
     return f"{BUDGET_OPEN}{budget}{BUDGET_CLOSE}{SOLUTION_OPEN}"
 
 
+_PREFILL_TAIL_RE = re.compile(r"<budget>(\d+)</budget><solution>\Z")
+
+
+def split_prefill(text: str) -> tuple[str, int | None]:
+    """``(text before a trailing pre-fill, its budget)``; ``(text, None)`` when ``text`` does not end in one.
+
+    The one reader of a forced budget: the reward, generation and training all ask it what a prompt forced.
+
+    >>> split_prefill("…assistant\\n<budget>64</budget><solution>")
+    ('…assistant\\n', 64)
+    >>> split_prefill("…assistant\\n")
+    ('…assistant\\n', None)
+    """
+    m = _PREFILL_TAIL_RE.search(text) if isinstance(text, str) else None
+    if m is None or not 1 <= int(m.group(1)) <= MAX_BUDGET:
+        return text, None
+    return text[: m.start()], int(m.group(1))
+
+
+def parse_b_max(value: Any) -> float:
+    """The one ``b_max`` rule: a positive whole number of tokens, or no cap (``math.inf``).
+
+    No cap is written ``null`` (None) or infinity (``inf``). A positive integer-valued number or numeric
+    string is a cap. Everything else — 0, negatives, fractions, NaN, booleans, other strings — is not a
+    budget, and raises ``ValueError`` (a reader names the file and line; nothing is ever read as "no cap").
+
+    >>> parse_b_max(120), parse_b_max("300"), parse_b_max(None), parse_b_max(float("inf"))
+    (120.0, 300.0, inf, inf)
+    >>> parse_b_max(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: b_max 0 is not a positive whole number of tokens or null (no cap)
+    """
+    if value is None:
+        return math.inf
+    num: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        num = float(value)
+    elif isinstance(value, str):
+        try:
+            num = float(value.strip())
+        except ValueError:
+            num = None
+    if num is not None and num == math.inf:
+        return math.inf
+    if num is None or not math.isfinite(num) or num < 1 or not num.is_integer():
+        raise ValueError(f"b_max {value!r} is not a positive whole number of tokens or null (no cap)")
+    return num
+
+
 def build_messages(
     question: str, *, system_prompt: str | None = SYSTEM_PROMPT, instruction_in_user: bool = False
 ) -> list[dict[str, str]]:
@@ -129,6 +180,33 @@ def build_messages(
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}]
 
 
+def _chat(
+    tokenizer: Any,
+    question: str,
+    *,
+    system_prompt: str | None,
+    instruction_in_user: bool,
+    answer: str | None = None,
+) -> str:
+    """The chat template's text for ``question`` (ending where the assistant speaks, or with ``answer`` as a
+    closed assistant turn). A template that rejects a system role is retried with the instruction in the user
+    turn."""
+
+    def apply(in_user: bool) -> str:
+        messages = build_messages(question, system_prompt=system_prompt, instruction_in_user=in_user)
+        if answer is None:
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        messages.append({"role": "assistant", "content": answer})
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+
+    try:
+        return apply(instruction_in_user)
+    except Exception:  # noqa: BLE001 - templates raise arbitrary errors for an unsupported system role
+        if instruction_in_user or not system_prompt:
+            raise
+        return apply(True)
+
+
 def render_prompt(
     tokenizer: Any,
     question: str,
@@ -139,18 +217,50 @@ def render_prompt(
 ) -> str:
     """The prompt text for ``question`` in the model's own chat template, ending where the assistant speaks.
 
-    With ``budget`` the assistant turn is pre-filled with ``prefill(budget)``. A template that rejects a
-    system role is retried with the instruction in the user turn.
+    With ``budget`` the assistant turn is pre-filled with ``prefill(budget)``: the text ends inside the open
+    assistant turn (no end-of-turn, no second header), and the model continues with the solution. A template
+    that rejects a system role is retried with the instruction in the user turn. Tokenize the result with
+    ``encode_prompt``.
     """
-    messages = build_messages(question, system_prompt=system_prompt, instruction_in_user=instruction_in_user)
-    try:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception:  # noqa: BLE001 - templates raise arbitrary errors for an unsupported system role
-        if instruction_in_user or not system_prompt:
-            raise
-        messages = build_messages(question, system_prompt=system_prompt, instruction_in_user=True)
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = _chat(tokenizer, question, system_prompt=system_prompt, instruction_in_user=instruction_in_user)
     return text + prefill(budget) if budget is not None else text
+
+
+def encode_training_example(
+    tokenizer: Any,
+    question: str,
+    completion: str,
+    *,
+    system_prompt: str | None = SYSTEM_PROMPT,
+    instruction_in_user: bool = False,
+) -> tuple[list[int], list[int]]:
+    """``(input_ids, completion_mask)`` of one SFT example: the prompt ``render_prompt`` gives, then the
+    completion as ``encode_completion`` splits it, then the template's end of turn; the mask is 1 on what the
+    model writes (completion and end of turn).
+
+    These are the ids the model sees at inference, token for token: in self mode the prompt alone, with a
+    pre-filled budget the prompt plus ``<budget>N</budget><solution>``. Raises ``ValueError`` when the template
+    renders the assistant turn differently from its generation prompt (training would then show the model a
+    context it is never sampled in).
+    """
+    opts = {"system_prompt": system_prompt, "instruction_in_user": instruction_in_user}
+    prompt = _chat(tokenizer, question, **opts)
+    full = _chat(tokenizer, question, answer=completion, **opts)
+    if not full.startswith(prompt + completion):
+        at = next((i for i, (a, b) in enumerate(zip(full, prompt + completion, strict=False)) if a != b), None)
+        at = min(len(full), len(prompt + completion)) if at is None else at
+        raise ValueError(
+            "the chat template renders an assistant turn differently from its generation prompt "
+            f"(generation prompt + answer reads {(prompt + completion)[max(0, at - 20) : at + 20]!r}, the "
+            f"rendered turn {full[max(0, at - 20) : at + 20]!r}); use a template whose generation prompt is "
+            "the start of its assistant turn"
+        )
+    head, body, tail = (
+        encode(tokenizer, prompt),
+        encode_completion(tokenizer, completion),
+        encode(tokenizer, full[len(prompt) + len(completion) :]),
+    )
+    return head + body + tail, [0] * len(head) + [1] * (len(body) + len(tail))
 
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -310,6 +420,39 @@ def cut_after_solution(text: str) -> str:
     return text if idx < 0 else text[: idx + len(SOLUTION_CLOSE)]
 
 
+# --------------------------------------------------------------------------------------------- token ids
+#
+# The model must see the same ids at the pre-fill boundary in training and at inference. Byte-level BPEs merge
+# ``<solution>``'s closing ``>`` with what follows (SmolLM2: ``'>\\'`` before ``\\boxed``), so a training
+# sequence tokenized whole would never show the model the lone ``'>'`` a pre-filled prompt ends in. sblite
+# therefore tokenizes the prefill string ``<budget>N</budget><solution>`` apart from the text before it and
+# after it, everywhere: SFT sequences (``encode_completion``), budget labels, GRPO and eval/generate prompts
+# (``encode_prompt``) and the solution-length count (``count_solution_tokens``).
+
+_PREFILL_HEAD_RE = re.compile(r"\s*<budget>\d+</budget><solution>")
+
+
+def encode(tokenizer: TokenizerLike, text: str) -> list[int]:
+    """Ids of ``text`` alone: no BOS/EOS added."""
+    return list(tokenizer.encode(text, add_special_tokens=False)) if text else []
+
+
+def encode_prompt(tokenizer: TokenizerLike, prompt: str) -> list[int]:
+    """Ids of a rendered prompt; a trailing pre-fill (``prefill(N)``) is tokenized apart from the template."""
+    head, budget = split_prefill(prompt)
+    return encode(tokenizer, head) + (encode(tokenizer, prefill(budget)) if budget is not None else [])
+
+
+def encode_completion(tokenizer: TokenizerLike, completion: str) -> list[int]:
+    """Ids of a budgeted completion as the model writes it: ``<budget>N</budget><solution>`` apart from the
+    solution, so its last token is the same ``'>'`` a pre-filled prompt ends in. Other text: tokenized whole.
+    """
+    m = _PREFILL_HEAD_RE.match(completion)
+    if m is None:
+        return encode(tokenizer, completion)
+    return encode(tokenizer, completion[: m.end()]) + encode(tokenizer, completion[m.end() :])
+
+
 # --------------------------------------------------------------------------------------------- lengths
 
 
@@ -325,11 +468,13 @@ def solution_text(completion: str) -> str:
 
 
 def count_solution_tokens(
-    completion_ids: Sequence[int], tokenizer: Any, *, prefilled: bool = False
+    completion_ids: Sequence[int], tokenizer: Any, *, forced_budget: int | None = None
 ) -> int | None:
     """Solution tokens of a generated completion: the tokens after ``</budget>``, trailing EOS/PAD excluded.
 
-    With ``prefilled=True`` the budget was in the prompt, so every generated token is a solution token.
+    The one length measure of train, eval and generate. With ``forced_budget`` the completion was generated
+    after ``prefill(forced_budget)``: it is counted as the ids of that pre-fill followed by the generated ids,
+    exactly as if the model had written the tags itself (so ``<solution>``'s tokens count in both modes).
     Returns None when ``</budget>`` never appears. The boundary is found on decoded text (binary search over
     prefixes), so it holds whatever way the tokenizer split the tag.
     """
@@ -337,8 +482,8 @@ def count_solution_tokens(
     special = set(getattr(tokenizer, "all_special_ids", None) or ())
     while ids and ids[-1] in special:
         ids.pop()
-    if prefilled:
-        return len(ids)
+    if forced_budget is not None:
+        ids = encode(tokenizer, prefill(forced_budget)) + ids
     if BUDGET_CLOSE not in tokenizer.decode(ids, skip_special_tokens=False):
         return None
     lo, hi = 1, len(ids)  # smallest k such that decode(ids[:k]) contains the tag

@@ -26,21 +26,26 @@ Layers, from the inside out:
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import re
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sblite.config import RewardConfig
 from sblite.protocol import (
-    BUDGET_OPEN,
     ParsedCompletion,
     count_solution_tokens,
-    count_tokens,
+    encode_completion,
+    parse_b_max,
     parse_completion,
     parse_gold,
+    prefill,
     solution_text,
+    split_prefill,
 )
 from sblite.verify import is_equivalent
 
@@ -52,7 +57,6 @@ __all__ = [
     "SelfBudgeterReward",
     "alpha_at",
     "approx_token_count",
-    "as_b_max",
     "budget_penalty",
     "build_reward_funcs",
     "score_budget",
@@ -62,6 +66,7 @@ __all__ = [
 
 _DEFAULT = RewardConfig()
 METRIC_PREFIX = "sblite/"
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------ scalar cores
@@ -89,21 +94,6 @@ def alpha_at(step: float | None, total_steps: float | None, config: RewardConfig
         return start
     value = start - (start - end) * progress
     return min(max(value, min(start, end)), max(start, end))
-
-
-def as_b_max(value: Any) -> float:
-    """A ``b_max`` column value as a float: None, NaN, "inf", "" and anything unreadable mean no cap (inf).
-
-    >>> as_b_max(120), as_b_max(None), as_b_max("inf"), as_b_max("300"), as_b_max(float("nan"))
-    (120.0, inf, inf, 300.0, inf)
-    """
-    if value is None or isinstance(value, bool):
-        return math.inf
-    try:
-        out = float(value.strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError, AttributeError):
-        return math.inf
-    return math.inf if out != out else out
 
 
 def budget_penalty(budget: float, b_max: float, config: RewardConfig | None = None) -> float:
@@ -186,6 +176,7 @@ class RewardBreakdown:
     b_max: float = math.inf
     alpha: float = 0.0
     answer: str | None = None
+    forced_budget: int | None = None  # the pre-filled budget the completion was generated after, if any
 
     @property
     def over_budget(self) -> bool:
@@ -204,14 +195,19 @@ def score_completion(
     solution_tokens: int | None = None,
     config: RewardConfig | None = None,
     correct: bool | None = None,
+    forced_budget: int | None = None,
 ) -> RewardBreakdown:
     """The SelfBudgeter reward of one completion, with its components; never raises on model output.
 
     ``R = r_f`` if the ``<budget>INT</budget><solution>…</solution>`` format fails, else
     ``R = P_B(b, b_max) + PreB(l, b, α, C)``. ``solution_tokens`` is ``l``, the token count after
-    ``</budget>``; when None it is estimated with ``approx_token_count(solution_text(completion))``.
-    ``correct`` overrides the answer check (for callers that already verified). ``b_max`` accepts
-    anything ``as_b_max`` does.
+    ``</budget>`` (``protocol.count_solution_tokens``); when None it is estimated with
+    ``approx_token_count(solution_text(completion))``. ``correct`` overrides the answer check (for callers that
+    already verified). ``b_max`` follows ``protocol.parse_b_max`` (a bad value raises: it is input, not output).
+
+    ``forced_budget`` says the completion was generated after ``prefill(forced_budget)``: it is scored as
+    the pre-fill plus the completion, so the budget is the one the model was given, and a second
+    ``<budget>`` of its own is a format failure (``r_f``).
 
     >>> text = "<budget>100</budget><solution>... \\\\boxed{7}</solution>"
     >>> r = score_completion(text, "7", b_max=50, alpha=0.1, solution_tokens=90)
@@ -221,11 +217,17 @@ def score_completion(
     0.0
     >>> score_completion("<budget>-5</budget><solution>x</solution>", "8", alpha=1.0).reason
     'budget_not_positive'
+    >>> r = score_completion("<budget>500</budget><solution>\\\\boxed{7}</solution>", "7", alpha=1.0,
+    ...                      forced_budget=20)
+    >>> r.total, r.reason, r.budget  # given 20, wrote its own 500: a format failure, not "budget 500"
+    (-1.0, 'multiple_budget', None)
     """
     cfg = config or _DEFAULT
     text = completion if isinstance(completion, str) else ""
+    if forced_budget is not None:
+        text = prefill(forced_budget) + text
     parsed = parse_completion(text)
-    cap = as_b_max(b_max)
+    cap = parse_b_max(b_max)
     a = float(alpha)
     if correct is None:
         gold = gold_answer if isinstance(gold_answer, str) or gold_answer is None else parse_gold(gold_answer)
@@ -238,7 +240,7 @@ def score_completion(
         length = approx_token_count(solution_text(text))
     else:
         length = int(max(min(solution_tokens, 2**62), 0))
-    return _breakdown(parsed, bool(correct), length, cap, a, cfg)
+    return dataclasses.replace(_breakdown(parsed, bool(correct), length, cap, a, cfg), forced_budget=forced_budget)
 
 
 def _breakdown(
@@ -273,37 +275,40 @@ def _breakdown(
 
 
 def summarize(breakdowns: Sequence[RewardBreakdown]) -> dict[str, float]:
-    """Batch metrics, keys prefixed ``sblite/``: ``format_rate``, ``accuracy`` and ``length_mean`` over all
-    completions; ``budget_penalty_rate``, ``preb_mean`` and ``budget_mean`` over well-formed ones (absent when
-    there are none); ``alpha``.
+    """Batch metrics, keys prefixed ``sblite/``: ``format_rate``, ``accuracy``, ``length_mean`` and
+    ``prefilled_share`` (completions generated after a forced budget) over all completions;
+    ``budget_penalty_rate``, ``preb_mean`` and ``budget_mean`` over well-formed ones; ``prefill_abs_err``, the
+    mean ``|length - forced budget|`` over forced ones (each absent when there are none); ``alpha``.
 
     >>> summarize([score_completion("<budget>4</budget><solution>\\\\boxed{1}</solution>", "1",
     ...                             alpha=1.0, solution_tokens=0), score_completion("x", "1", alpha=1.0)])
     ... # doctest: +NORMALIZE_WHITESPACE
     {'sblite/format_rate': 0.5, 'sblite/accuracy': 0.5, 'sblite/length_mean': 0.5, 'sblite/alpha': 1.0,
-     'sblite/budget_penalty_rate': 0.0, 'sblite/preb_mean': 1.0, 'sblite/budget_mean': 4.0}
+     'sblite/prefilled_share': 0.0, 'sblite/budget_penalty_rate': 0.0, 'sblite/preb_mean': 1.0,
+     'sblite/budget_mean': 4.0}
     """
     n = len(breakdowns)
     if not n:
         return {}
     ok = [b for b in breakdowns if b.format_ok]
+    forced = [b for b in breakdowns if b.forced_budget is not None]
     out = {
         "format_rate": len(ok) / n,
         "accuracy": sum(b.correct for b in breakdowns) / n,
         "length_mean": sum(b.length for b in breakdowns) / n,
         "alpha": breakdowns[0].alpha,
+        "prefilled_share": len(forced) / n,
     }
     if ok:
         out["budget_penalty_rate"] = sum(b.over_budget for b in ok) / len(ok)
         out["preb_mean"] = sum(b.preb for b in ok) / len(ok)
         out["budget_mean"] = sum(b.budget for b in ok) / len(ok)
+    if forced:
+        out["prefill_abs_err"] = sum(abs(b.length - b.forced_budget) for b in forced) / len(forced)
     return {METRIC_PREFIX + k: float(v) for k, v in out.items()}
 
 
 # ---------------------------------------------------------------------------------------- TRL callables
-
-_PREFILL_RE = re.compile(r"<budget>\s*\+?\d+\s*</budget>\s*<solution>\s*$")
-
 
 def _content(message: Any) -> str:
     """Text of a plain completion or the last message of a conversational one."""
@@ -321,11 +326,22 @@ def _content(message: Any) -> str:
     return ""
 
 
-def _prefill_of(prompt: Any) -> str:
-    """The ``<budget>N</budget><solution>`` a prompt ends with when the budget was forced, else ''."""
-    tail = _content(prompt)[-96:]
-    m = _PREFILL_RE.search(tail)
-    return m.group(0) if m else ""
+def forced_budget_of(prompt: Any) -> int | None:
+    """The budget a prompt forced: a text prompt ending in ``prefill(N)`` (``protocol.split_prefill``).
+
+    A conversational prompt whose last message is an assistant pre-fill is refused: TRL renders it with
+    ``add_generation_prompt=True`` as a closed turn followed by a fresh one, so the model never sees the
+    budget as its own opening — scoring against it would reward a budget the model was not given.
+    """
+    if isinstance(prompt, str):
+        return split_prefill(prompt)[1]
+    last = prompt[-1] if isinstance(prompt, Sequence) and prompt else None
+    if isinstance(last, Mapping) and last.get("role") == "assistant" and split_prefill(_content(last))[1]:
+        raise ValueError(
+            "a conversational prompt ends in an assistant pre-fill, which TRL renders as a closed turn; "
+            "render the prompt to text with protocol.render_prompt(..., budget=N) instead"
+        )
+    return None
 
 
 def _column(columns: Mapping[str, Any], name: str, n: int) -> list[Any]:
@@ -354,24 +370,33 @@ def _alpha_from_state(trainer_state: Any, config: RewardConfig) -> float:
     )
 
 
-def _solution_tokens_from_ids(ids: Any, tokenizer: Any, prefilled: bool) -> int | None:
-    """``count_solution_tokens``, but looking for ``</budget>`` in a short prefix first: the tag opens the
-    completion, so decoding a 48- or 192-token window instead of the whole completion saves most of the cost.
+def _solution_tokens_from_ids(ids: Any, tokenizer: Any, forced_budget: int | None) -> int:
+    """``count_solution_tokens``, cheaply: after a pre-fill every generated token is a solution token, plus
+    the pre-fill's own tokens after ``</budget>``; otherwise ``</budget>`` is looked for in a short prefix
+    first (the tag opens the completion), so a 48- or 192-token window is decoded instead of the whole text.
+    Raises when the tokenizer fails: a guessed length would be a wrong reward, not a degraded one.
     """
     ids = [int(i) for i in ids]
     special = set(getattr(tokenizer, "all_special_ids", None) or ())
     while ids and ids[-1] in special:
         ids.pop()
-    if not prefilled:
-        for k in (48, 192):
-            if k >= len(ids):
-                break
-            if ids[k - 1] in special:
-                continue
-            n = count_solution_tokens(ids[:k], tokenizer)
-            if n is not None:
-                return n + len(ids) - k
-    return count_solution_tokens(ids, tokenizer, prefilled=prefilled)
+    if forced_budget is not None:
+        return _prefill_solution_tokens(tokenizer, forced_budget) + len(ids)
+    for k in (48, 192):
+        if k >= len(ids):
+            break
+        if ids[k - 1] in special:
+            continue
+        n = count_solution_tokens(ids[:k], tokenizer)
+        if n is not None:
+            return n + len(ids) - k
+    n = count_solution_tokens(ids, tokenizer)
+    return n if n is not None else len(ids)  # no </budget>: a format failure; its length is logged only
+
+
+def _prefill_solution_tokens(tokenizer: Any, budget: int) -> int:
+    """Tokens of ``prefill(budget)`` after ``</budget>`` (``<solution>``'s share of a forced completion)."""
+    return count_solution_tokens([], tokenizer, forced_budget=budget) or 0
 
 
 class _BatchReward:
@@ -385,32 +410,26 @@ class _BatchReward:
         self.tokenizer = tokenizer
         self.last_metrics: dict[str, float] = {}
         self._sums: dict[str, list[float]] = {}
+        self.errors = 0  # completions whose value() raised (scored r_f), over the run
+        self._warned = False
 
     # -- lengths
-    def _solution_tokens(self, text: str, ids: Any, prefilled: bool) -> int | None:
+    def _solution_tokens(self, text: str, ids: Any, forced_budget: int | None) -> int | None:
+        """Exact solution tokens; None only without a tokenizer (``score_completion`` then estimates)."""
         tok = self.tokenizer
-        try:
-            if tok is not None and ids is not None:
-                n = _solution_tokens_from_ids(ids, tok, prefilled)
-                if n is not None:
-                    return n
-            if tok is not None:
-                return count_tokens(text if prefilled else solution_text(text), tok)
-        except Exception:
-            pass
-        return None
+        if tok is None:
+            return None
+        if ids is not None:
+            return _solution_tokens_from_ids(ids, tok, forced_budget)
+        full = prefill(forced_budget) + text if forced_budget is not None else text
+        n = count_solution_tokens(encode_completion(tok, full), tok)
+        return n if n is not None else len(encode_completion(tok, full))
 
     def _completion_tokens(self, text: str, ids: Any) -> int:
         if ids is not None:
-            try:
-                return len(ids)
-            except TypeError:
-                pass
+            return len(ids)
         if self.tokenizer is not None:
-            try:
-                return count_tokens(text, self.tokenizer)
-            except Exception:
-                pass
+            return len(encode_completion(self.tokenizer, text))
         return approx_token_count(text)
 
     # -- batch
@@ -422,27 +441,31 @@ class _BatchReward:
         trainer_state: Any = None,
         **columns: Any,
     ) -> list[RewardBreakdown]:
-        """Score a batch and return the full breakdowns (the callable returns only their values)."""
+        """Score a batch and return the full breakdowns (the callable returns only their values).
+
+        A prompt that ends in ``prefill(N)`` forced N: its completion is scored against N
+        (``score_completion(..., forced_budget=N)``), whatever budget the completion writes itself.
+        """
         n = len(completions)
         alpha = _alpha_from_state(trainer_state, self.config)
         golds = _golds(columns, n)
         caps = _column(columns, "b_max", n)
         ids_list = list(completion_ids) if completion_ids is not None else [None] * n
-        prompts = list(prompts) if prompts is not None else [None] * n
+        prompts = list(prompts) if prompts is not None else []
         out = []
         for i in range(n):
             raw = _content(completions[i])
-            prefix = _prefill_of(prompts[i]) if i < len(prompts) and BUDGET_OPEN not in raw else ""
+            forced = forced_budget_of(prompts[i]) if i < len(prompts) else None
             ids = ids_list[i] if i < len(ids_list) else None
-            tokens = self._solution_tokens(raw, ids, prefilled=bool(prefix))
             out.append(
                 score_completion(
-                    prefix + raw,
+                    raw,
                     golds[i],
                     b_max=caps[i],
                     alpha=alpha,
-                    solution_tokens=tokens,
+                    solution_tokens=self._solution_tokens(raw, ids, forced),
                     config=self.config,
+                    forced_budget=forced,
                 )
             )
         return out
@@ -463,22 +486,33 @@ class _BatchReward:
         completions = list(completions or [])
         bds = self.breakdowns(prompts, completions, completion_ids, trainer_state, **columns)
         ids_list = list(completion_ids) if completion_ids is not None else [None] * len(bds)
-        rewards = []
+        rewards, errors = [], 0
         for i, b in enumerate(bds):
             try:
                 r = float(self.value(b, _content(completions[i]), ids_list[i] if i < len(ids_list) else None))
-            except Exception:
+                if not math.isfinite(r):
+                    raise ValueError(f"{self.__name__} returned {r}")
+            except Exception:  # scored r_f, counted per step (sblite/reward_errors) and warned once
+                errors += 1
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "%s raised on a completion; it is scored r_f=%s and counted in sblite/reward_errors "
+                        "(this warning is shown once):\n%s",
+                        self.__name__,
+                        self.config.r_f,
+                        traceback.format_exc(),
+                    )
                 r = float(self.config.r_f)
-            rewards.append(r if math.isfinite(r) else float(self.config.r_f))
-        if self.logs_components and bds:
-            self._record(summarize(bds), log_metric)
-            if callable(log_extra):
-                try:
-                    log_extra("budget", [b.budget for b in bds])
-                    log_extra("solution_tokens", [b.length for b in bds])
-                    log_extra("format", [b.reason for b in bds])
-                except Exception:
-                    pass
+            rewards.append(r)
+        self.errors += errors
+        metrics = summarize(bds) if self.logs_components and bds else {}
+        metrics[f"{METRIC_PREFIX}reward_errors/{self.__name__}"] = float(errors)
+        self._record(metrics, log_metric)
+        if self.logs_components and bds and callable(log_extra):
+            log_extra("budget", [b.budget for b in bds])
+            log_extra("solution_tokens", [b.length for b in bds])
+            log_extra("format", [b.reason for b in bds])
         return rewards
 
     # -- metrics
@@ -489,11 +523,8 @@ class _BatchReward:
             acc[0] += val
             acc[1] += 1
         if callable(log_metric):
-            try:
-                for key, val in metrics.items():
-                    log_metric(key, val)
-            except Exception:
-                pass
+            for key, val in metrics.items():
+                log_metric(key, val)
 
     def drain_metrics(self) -> dict[str, float]:
         """Mean of each metric since the last drain (what ``RewardMetricsCallback`` logs), then reset."""

@@ -65,16 +65,27 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise TrainingError(
                     f"{path}:{lineno}: not JSON ({err.msg}); re-run `sblite prepare`"
                 ) from None
+            if "b_max" in row:
+                try:
+                    row["b_max"] = protocol.parse_b_max(row["b_max"])
+                except ValueError as err:
+                    raise TrainingError(
+                        f"{path}:{lineno}: field b_max: {err}; fix the line or re-run `sblite prepare`"
+                    ) from None
+            rows.append(row)
     return rows
 
 
 def load_prepared(path: str | Path) -> PreparedData:
-    """Read ``sft.jsonl``/``grpo.jsonl`` (and hash ``report.json``) from a prepared directory."""
+    """Read ``sft.jsonl``/``grpo.jsonl`` (and hash ``report.json``) from a prepared directory.
+
+    ``b_max`` is read by ``protocol.parse_b_max`` (a float, ``inf`` for no cap); a value that is not a budget
+    stops the load with its file and line."""
     root = Path(path)
     if not root.is_dir():
         raise TrainingError(f"--data {root}: not a directory; run `sblite prepare --out {root}` first")
@@ -87,30 +98,27 @@ def load_prepared(path: str | Path) -> PreparedData:
     return PreparedData(root, _read_jsonl(files["sft"]), _read_jsonl(files["grpo"]), sha)
 
 
-def _messages(row: dict[str, Any], cfg: Recipe) -> list[dict[str, str]]:
-    return protocol.build_messages(row["question"], instruction_in_user=cfg.model.instruction_in_user)
+def _prompt_options(cfg: Recipe) -> dict[str, Any]:
+    return {"instruction_in_user": cfg.model.instruction_in_user}
 
 
-def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe):
-    """Conversational prompt/completion pairs: TRL applies the chat template and masks the prompt."""
+def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer):
+    """Tokenized SFT examples (``input_ids`` + ``completion_mask``, which TRL turns into completion-only
+    labels): ``protocol.encode_training_example`` keeps the pre-fill boundary where inference has it."""
     from datasets import Dataset
 
     if not rows:
         raise TrainingError("the prepared sft.jsonl is empty: no question had a correct labelled response")
-    return Dataset.from_list(
-        [
-            {"prompt": _messages(r, cfg), "completion": [{"role": "assistant", "content": r["completion"]}]}
-            for r in rows
-        ]
-    )
-
-
-def _finite_budget(value: Any) -> float:
-    try:
-        b = float(value)
-    except (TypeError, ValueError):
-        return math.inf
-    return b if b > 0 else math.inf
+    examples = []
+    for r in rows:
+        try:
+            ids, mask = protocol.encode_training_example(
+                tokenizer, r["question"], r["completion"], **_prompt_options(cfg)
+            )
+        except ValueError as err:
+            raise TrainingError(f"SFT example {r.get('id')!r}: {err}") from None
+        examples.append({"input_ids": ids, "completion_mask": mask})
+    return Dataset.from_list(examples)
 
 
 def check_completion_length(rows: list[dict[str, Any]], cfg: Recipe) -> dict[str, float]:
@@ -119,7 +127,7 @@ def check_completion_length(rows: list[dict[str, Any]], cfg: Recipe) -> dict[str
     A completion needs its budget plus the tag overhead; ``completion_headroom`` leaves room for answers
     that run over. Returns the numbers the check saw (they go to provenance).
     """
-    budgets = sorted(b for b in (_finite_budget(r.get("b_max")) for r in rows) if math.isfinite(b))
+    budgets = sorted(b for b in (protocol.parse_b_max(r.get("b_max")) for r in rows) if math.isfinite(b))
     limit = cfg.grpo.max_completion_length
     if not budgets:
         return {"finite_budgets": 0, "max_completion_length": limit}
@@ -165,29 +173,62 @@ def prefill_budgets(ids: list[str], cfg: Recipe) -> dict[str, int]:
     return out
 
 
-def build_grpo_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer) -> tuple[Any, int]:
-    """Prompts + reward columns (``answer``, ``b_max``); prompts over ``data.max_prompt_length`` are dropped.
+def trl_prompt_text(tokenizer, prompt: str) -> str:
+    """``prompt`` as the text to hand TRL, which tokenizes a text prompt as ``tokenizer(text=...)``: the
+    result must give exactly ``protocol.encode_prompt``'s ids. A tokenizer that adds its BOS to a template
+    that already opens with it gets the template's copy removed; any other difference is an error."""
+    want = protocol.encode_prompt(tokenizer, prompt)
+    candidates = [prompt]
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and prompt.startswith(bos):
+        candidates.append(prompt[len(bos) :])
+    for text in candidates:
+        if list(tokenizer(text=[text])["input_ids"][0]) == want:
+            return text
+    got = list(tokenizer(text=[prompt])["input_ids"][0])
+    at = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
+    raise TrainingError(
+        f"the tokenizer encodes the GRPO prompt differently from sblite's pre-fill boundary at token {at} "
+        f"({tokenizer.decode(got[at : at + 4])!r} vs {tokenizer.decode(want[at : at + 4])!r}): the model would "
+        "be trained on one context and served another; report this tokenizer"
+    )
 
-    With ``grpo.prefill_fraction`` some prompts end in an assistant turn holding ``<budget>N</budget><solution>``
-    (TRL continues that message); the rewards read the budget from the prompt, so only obeying it pays.
+
+def build_grpo_dataset(
+    rows: list[dict[str, Any]], cfg: Recipe, tokenizer
+) -> tuple[Any, list[dict[str, Any]]]:
+    """``(dataset, rejects)``: text prompts + reward columns (``answer``, ``b_max``, ``level``); a prompt over
+    ``data.max_prompt_length`` tokens is a reject (``{"id", "reason", ...}``), never silently dropped.
+
+    Prompts are rendered by sblite (``protocol.render_prompt``) and handed to TRL as text: with
+    ``grpo.prefill_fraction`` a share of them end inside an open assistant turn in ``<budget>N</budget><solution>``,
+    which TRL's generation continues (a conversational prompt with a trailing assistant message would be rendered
+    as a closed turn). The rewards read N back from the prompt, so only obeying it pays.
     """
     from datasets import Dataset
 
     forced = prefill_budgets([str(r.get("id", i)) for i, r in enumerate(rows)], cfg)
-    kept, dropped = [], 0
+    kept, rejects = [], []
+    limit = cfg.data.max_prompt_length
     for i, r in enumerate(rows):
-        messages = _messages(r, cfg)
-        budget = forced.get(str(r.get("id", i)))
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        if protocol.count_tokens(text, tokenizer) > cfg.data.max_prompt_length:
-            dropped += 1
+        qid = str(r.get("id", i))
+        budget = forced.get(qid)
+        text = protocol.render_prompt(tokenizer, r["question"], budget=budget, **_prompt_options(cfg))
+        n = len(protocol.encode_prompt(tokenizer, text))
+        if n > limit:
+            rejects.append(
+                {
+                    "id": qid,
+                    "stage": "grpo",
+                    "reason": f"prompt is {n} tokens > data.max_prompt_length={limit}",
+                    "prompt_tokens": n,
+                }
+            )
             continue
-        b = _finite_budget(r.get("b_max"))
-        if budget is not None:
-            messages = [*messages, {"role": "assistant", "content": protocol.prefill(budget)}]
+        b = protocol.parse_b_max(r.get("b_max"))
         kept.append(
             {
-                "prompt": messages,
+                "prompt": trl_prompt_text(tokenizer, text),
                 "answer": str(r["answer"]),
                 "b_max": int(b) if math.isfinite(b) else None,
                 "level": r.get("level"),
@@ -195,16 +236,29 @@ def build_grpo_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer) -> tu
         )
     if not kept:
         raise TrainingError(
-            f"every GRPO prompt is longer than data.max_prompt_length={cfg.data.max_prompt_length} tokens; raise it"
+            f"every GRPO prompt is longer than data.max_prompt_length={limit} tokens; raise it"
         )
-    return Dataset.from_list(kept), dropped
+    return Dataset.from_list(kept), rejects
 
 
 # ---------------------------------------------------------------------------------------------- configs
 
 
-def _trl_config(config_cls, stage_cfg, backend, cfg: Recipe, output_dir: Path, specific: dict[str, Any]):
-    """Build a TRL config from the recipe stage; version differences are mapped here, unknown trl_args fail."""
+def _trl_config(
+    config_cls,
+    stage_cfg,
+    backend,
+    cfg: Recipe,
+    output_dir: Path,
+    specific: dict[str, Any],
+    *,
+    strict: bool = False,
+    console=None,
+):
+    """Build a TRL config from the recipe stage; version differences are mapped here, unknown trl_args fail.
+
+    A setting that the installed TRL has no field for is never dropped quietly: it is listed in one loud
+    warning naming the TRL version (``--strict`` makes it an error)."""
     names = {f.name for f in dataclasses.fields(config_cls)}
     kwargs: dict[str, Any] = {
         "output_dir": str(output_dir),
@@ -241,6 +295,19 @@ def _trl_config(config_cls, stage_cfg, backend, cfg: Recipe, output_dir: Path, s
             "remove them or upgrade trl"
         )
     kwargs.update(stage_cfg.trl_args)
+    dropped = sorted(k for k in kwargs if k not in names)
+    if dropped:
+        from sblite.doctor import package_versions
+
+        trl_version = package_versions(("trl",)).get("trl")
+        msg = (
+            f"{config_cls.__name__} of trl {trl_version} has no field for {', '.join(dropped)}: "
+            "these recipe settings cannot be honoured"
+        )
+        if strict:
+            raise TrainingError(f"--strict: {msg}; install the trl version in constraints/ or drop them")
+        if is_main_process():
+            (console.print if console is not None else print)(f"[bold yellow]WARNING[/] {msg}; they are ignored")
     return config_cls(**{k: v for k, v in kwargs.items() if k in names})
 
 
@@ -300,6 +367,17 @@ def _prune_metrics(run_dir: Path, stage: str, checkpoint: str | None) -> None:
 # ---------------------------------------------------------------------------------------------- stages
 
 
+def write_rejects(run_dir: Path, stage: str, rejects: list[dict[str, Any]]) -> Path:
+    """Replace ``stage``'s lines in ``RUN_DIR/rejects.jsonl`` (a resumed run rewrites the same ones)."""
+    path = run_dir / "rejects.jsonl"
+    keep = []
+    if path.is_file():
+        keep = [ln for ln in path.read_text(encoding="utf-8").splitlines() if json.loads(ln).get("stage") != stage]
+    lines = keep + [json.dumps({"stage": stage, **r}) for r in rejects]
+    path.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+    return path
+
+
 @dataclass
 class StageResult:
     stage: str
@@ -330,7 +408,9 @@ def _save_adapter(trainer, tokenizer, out: Path) -> None:
         tokenizer.save_pretrained(str(out))
 
 
-def run_sft(cfg: Recipe, backend, data: PreparedData, run_dir: Path, console, *, resume: bool) -> StageResult:
+def run_sft(
+    cfg: Recipe, backend, data: PreparedData, run_dir: Path, console, *, resume: bool, strict: bool = False
+) -> StageResult:
     import time
 
     from trl import SFTConfig, SFTTrainer
@@ -345,7 +425,7 @@ def run_sft(cfg: Recipe, backend, data: PreparedData, run_dir: Path, console, *,
     if resume and is_main_process():
         _prune_metrics(run_dir, "sft", checkpoint)
     model, tokenizer = backend.load(cfg.model, cfg.lora, adapter=cfg.model.adapter, seed=cfg.sft.seed)
-    dataset = build_sft_dataset(data.sft, cfg)
+    dataset = build_sft_dataset(data.sft, cfg, tokenizer)
     args = _trl_config(
         SFTConfig,
         cfg.sft,
@@ -357,6 +437,8 @@ def run_sft(cfg: Recipe, backend, data: PreparedData, run_dir: Path, console, *,
             "packing": cfg.sft.packing,
             "completion_only_loss": cfg.sft.completion_only_loss,
         },
+        strict=strict,
+        console=console,
     )
     trainer = SFTTrainer(
         model=model,
@@ -403,7 +485,13 @@ def run_grpo(
             "the reward until the model finds the <budget> format[/]"
         )
     model, tokenizer = backend.load(cfg.model, cfg.lora, adapter=start, seed=cfg.grpo.seed)
-    dataset, dropped = build_grpo_dataset(data.grpo, cfg, tokenizer)
+    dataset, rejects = build_grpo_dataset(data.grpo, cfg, tokenizer)
+    if rejects and is_main_process():
+        write_rejects(run_dir, "grpo", rejects)
+        console.print(
+            f"[yellow]{len(rejects)} of {len(data.grpo)} GRPO prompts are over data.max_prompt_length="
+            f"{cfg.data.max_prompt_length} tokens and are left out[/] (ids and reasons: {run_dir / 'rejects.jsonl'})"
+        )
     g = cfg.grpo
     specific = {
         "num_generations": g.num_generations,
@@ -425,8 +513,8 @@ def run_grpo(
         "reward_weights": cfg.reward.weights,
         "remove_unused_columns": False,
     }
-    args = _trl_config(GRPOConfig, g, backend, cfg, ckpt_dir, specific)
-    from sblite.callbacks import ZERO_SIGNAL_THRESHOLD, make_callbacks
+    args = _trl_config(GRPOConfig, g, backend, cfg, ckpt_dir, specific, strict=strict, console=console)
+    from sblite.callbacks import ZERO_SIGNAL_THRESHOLD, ZeroSignalGuard, make_callbacks
 
     callbacks = make_callbacks("grpo", run_dir, console, strict=strict)
     reward_funcs = build_reward_funcs(cfg.reward, tokenizer, max_completion_length=g.max_completion_length)
@@ -444,7 +532,7 @@ def run_grpo(
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     _save_adapter(trainer, tokenizer, out)
-    guard = callbacks[-1]
+    guard = next(cb for cb in callbacks if isinstance(cb, ZeroSignalGuard))
     result = StageResult(
         "grpo",
         str(out),
@@ -453,7 +541,7 @@ def run_grpo(
         checkpoint,
         notes={
             "prompts": len(dataset),
-            "dropped_long_prompts": dropped,
+            "rejected_long_prompts": len(rejects),
             "length_check": length_stats,
             "zero_signal": sorted(guard.fired),
         },
@@ -547,6 +635,14 @@ def run_training(
         check_completion_length(data.grpo, cfg)  # fail before any model is loaded
     run_dir = prepare_run_dir(cfg, resume=resume)
     backend, choice = get_backend(cfg.model.backend)
+    if "grpo" in cfg.stages:
+        from sblite.doctor import math_verify_problem
+
+        problem = math_verify_problem()  # the reward's answer check needs it
+        if problem and strict:
+            raise TrainingError(f"--strict: {problem}")
+        if problem and is_main_process():
+            console.print(f"[bold red]WARNING[/] {problem}")
     if is_main_process():
         console.print(f"[bold]backend:[/] {choice.name} ({choice.reason}); run dir: {run_dir}")
         (run_dir / "recipe.resolved.yaml").write_text(dump_recipe(cfg), encoding="utf-8")
@@ -556,7 +652,7 @@ def run_training(
     results = []
     for stage in cfg.stages:
         if stage == "sft":
-            result = run_sft(cfg, backend, data, run_dir, console, resume=resume)
+            result = run_sft(cfg, backend, data, run_dir, console, resume=resume, strict=strict)
         else:
             result = run_grpo(cfg, backend, data, run_dir, console, resume=resume, strict=strict)
         results.append(result)

@@ -144,7 +144,14 @@ def test_generate_prefilled_budget_appears_verbatim(tiny_model_dir):
     assert result.exit_code == 0, result.output
     out = json.loads(result.output.strip().splitlines()[-1])
     assert out["text"].startswith("<budget>37</budget><solution>")
-    assert out["budget"] == 37 and out["prefilled"] and out["solution_tokens"] == out["generated_tokens"] <= 8
+    assert out["budget"] == 37 and out["prefilled"] and out["generated_tokens"] <= 8
+    # solution tokens: the pre-fill's own tokens after </budget> plus the generated ones (one shared measure)
+    from transformers import AutoTokenizer
+
+    from sblite.protocol import count_solution_tokens
+
+    tail = count_solution_tokens([], AutoTokenizer.from_pretrained(tiny_model_dir), forced_budget=37)
+    assert tail >= 1 and out["solution_tokens"] == out["generated_tokens"] + tail
 
 
 def test_generate_live_view_shows_the_budget(tiny_model_dir):

@@ -16,7 +16,13 @@ from typer.testing import CliRunner
 from sblite.cli import app
 from sblite.data.prepare import PrepareError, PrepareOptions, load_jsonl, run_prepare
 from sblite.generation import Generation
-from sblite.protocol import BRIEF_SYSTEM_PROMPT, count_solution_tokens, extract_boxed, parse_completion
+from sblite.protocol import (
+    BRIEF_SYSTEM_PROMPT,
+    count_solution_tokens,
+    encode_completion,
+    extract_boxed,
+    parse_completion,
+)
 
 FIX = Path(__file__).parent / "fixtures"
 runner = CliRunner()
@@ -29,7 +35,7 @@ def _check_budgets(rows, tok):
         p = parse_completion(r["completion"])
         assert p.ok, r["completion"]
         assert p.budget == r["b_max"]
-        ids = tok.encode(r["completion"], add_special_tokens=False)
+        ids = encode_completion(tok, r["completion"])  # the ids SFT trains on
         assert count_solution_tokens(ids, tok) == r["b_max"]  # the measure training and eval use
         assert extract_boxed(p.solution) is not None
 

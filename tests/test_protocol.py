@@ -187,7 +187,9 @@ def test_count_solution_tokens_counts_after_the_budget_tag(tiny_tokenizer):
 def test_count_solution_tokens_prefilled_and_missing_tag(tiny_tokenizer):
     tok = tiny_tokenizer
     ids = tok.encode("2 + 3 = \\boxed{5}</solution>", add_special_tokens=False)
-    assert P.count_solution_tokens(ids + [tok.eos_token_id], tok, prefilled=True) == len(ids)
+    # after a forced budget: the pre-fill's own tokens after </budget> count too, as if the model wrote them
+    tail = P.count_solution_tokens(P.encode(tok, P.prefill(7)), tok)
+    assert tail >= 1 and P.count_solution_tokens(ids + [tok.eos_token_id], tok, forced_budget=7) == len(ids) + tail
     assert P.count_solution_tokens(ids, tok) is None
     assert P.count_solution_tokens([], tok) is None
 

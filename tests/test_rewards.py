@@ -11,15 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sblite import config as C
+from sblite import protocol as P
 from sblite import rewards as R
-from sblite.protocol import Reason, count_solution_tokens, render_completion
+from sblite.protocol import Reason, count_solution_tokens, parse_b_max, render_completion
 from sblite.rewards import (
     REWARDS,
     RewardConfig,
     SelfBudgeterReward,
     alpha_at,
     approx_token_count,
-    as_b_max,
     budget_penalty,
     build_reward_funcs,
     score_budget,
@@ -97,16 +97,28 @@ def test_alpha_constant_schedule_and_trainer_state():
     ],
 )
 def test_budget_penalty(budget, b_max, want):
-    assert budget_penalty(budget, as_b_max(b_max), CFG) == want
+    assert budget_penalty(budget, parse_b_max(b_max), CFG) == want
 
 
 @pytest.mark.parametrize(
     "value, want",
-    [(None, math.inf), ("inf", math.inf), ("Infinity", math.inf), ("", math.inf), ("abc", math.inf),
-     (float("nan"), math.inf), (float("inf"), math.inf), (7, 7.0), ("12", 12.0), (3.5, 3.5), (True, math.inf)],
+    [(None, math.inf), ("inf", math.inf), ("Infinity", math.inf), (float("inf"), math.inf), (7, 7.0),
+     ("12", 12.0), (" 12 ", 12.0), (12.0, 12.0), (1, 1.0),
+     # not a budget: an error, never "no cap" (the old converters read these as inf, or 0 as 0)
+     (0, None), (-3, None), ("0", None), ("", None), ("abc", None), (float("nan"), None), (3.5, None),
+     (True, None), (float("-inf"), None), ([5], None)],
 )  # fmt: skip
-def test_as_b_max(value, want):
-    assert as_b_max(value) == want
+def test_parse_b_max_is_the_one_rule(value, want):
+    if want is None:
+        with pytest.raises(ValueError, match="not a positive whole number"):
+            parse_b_max(value)
+    else:
+        assert parse_b_max(value) == want
+
+
+def test_a_bad_b_max_column_fails_the_reward_instead_of_meaning_no_cap():
+    with pytest.raises(ValueError, match="b_max 0"):
+        SelfBudgeterReward(CFG)(completions=[ok_text(30)], answer=["42"], b_max=[0])
 
 
 @pytest.mark.parametrize(
@@ -209,7 +221,7 @@ _PIECES = ["<budget>", "</budget>", "<solution>", "</solution>", "\\boxed{", "}"
            "answer is", "<budget>12</budget>", "<solution>\\boxed{42}</solution>", "x" * 500]  # fmt: skip
 _BODY = [p for p in _PIECES if "<" not in p] + ["\\boxed{42}", "\\boxed{0.5}"]
 _GOLDS = ["42", "\\frac{1}{2}", "0", None]
-_CAPS = [None, 0, 5, 100, math.inf, "inf", float("nan")]
+_CAPS = [None, 1, 5, 100, math.inf, "inf", "300"]  # valid inputs only: a bad b_max is an error (parse_b_max)
 _ALPHAS = [0.01, 0.1, 0.5, 1.0, 3.0, 6.0]
 
 
@@ -307,13 +319,79 @@ def test_lengths_come_from_completion_ids_with_the_protocol_helper(tiny_tokenize
     assert abs(no_ids.length - bd.length) <= 1  # text re-tokenised: the same solution, the same count
 
 
-def test_prefilled_budget_in_the_prompt(tiny_tokenizer):
+@pytest.mark.parametrize(
+    "completion, want_ok, want_budget",
+    [
+        ("6*7 = \\boxed{42}</solution>", True, 20),
+        # given 20, it writes its own budget: scored as a format failure, never against its own 500
+        ("<budget>500</budget><solution>6*7 = \\boxed{42}</solution>", False, None),
+        ("</solution>", True, 20),  # an empty solution still has a length: the tag's tokens
+    ],
+)
+def test_the_reward_scores_the_budget_the_model_was_given(tiny_tokenizer, completion, want_ok, want_budget):
     reward = SelfBudgeterReward(CFG, tiny_tokenizer)
-    prompt = "<|im_start|>assistant\n<budget>20</budget><solution>"
-    solution = "6*7 = \\boxed{42}</solution>"
-    ids = tiny_tokenizer.encode(solution, add_special_tokens=False)
-    bd = reward.breakdowns([prompt], [solution], completion_ids=[ids], answer=["42"])[0]
-    assert (bd.format_ok, bd.budget, bd.length) == (True, 20, len(ids))
+    prompt = P.render_prompt(tiny_tokenizer, "What is 6*7?", budget=20)
+    ids = P.encode(tiny_tokenizer, completion) + [tiny_tokenizer.eos_token_id]
+    bd = reward.breakdowns([prompt], [completion], completion_ids=[ids], answer=["42"])[0]
+    assert (bd.format_ok, bd.budget, bd.forced_budget) == (want_ok, want_budget, 20)
+    if not want_ok:
+        assert bd.total == CFG.r_f and bd.reason == Reason.MULTIPLE_BUDGET
+        return
+    # the length is the one protocol measure: the pre-fill's tokens after </budget>, then the generated ones
+    whole = P.encode(tiny_tokenizer, P.prefill(20)) + ids
+    assert bd.length == P.count_solution_tokens(whole, tiny_tokenizer) == (
+        P.count_solution_tokens(ids, tiny_tokenizer, forced_budget=20)
+    )
+    # the same completion scored from its text alone (no ids) gets the same length
+    assert reward.breakdowns([prompt], [completion], answer=["42"])[0].length == bd.length
+    # and metrics say what share was forced and how far from the forced budget it landed
+    logged = {}
+    reward(prompts=[prompt, "q"], completions=[completion, ok_text(5)], completion_ids=[ids, P.encode(
+        tiny_tokenizer, ok_text(5))], answer=["42", "42"], log_metric=logged.__setitem__)
+    assert logged["sblite/prefilled_share"] == 0.5
+    assert logged["sblite/prefill_abs_err"] == abs(bd.length - 20)
+
+
+def test_a_conversational_assistant_prefill_is_refused(tiny_tokenizer):
+    """TRL 1.16 renders a trailing assistant message as a closed turn: the model never sees that budget."""
+    prompt = [{"role": "user", "content": "q"}, {"role": "assistant", "content": P.prefill(20)}]
+    with pytest.raises(ValueError, match="closed turn"):
+        SelfBudgeterReward(CFG, tiny_tokenizer)(prompts=[prompt], completions=["x"], answer=["1"])
+
+
+def test_a_failing_tokenizer_fails_the_reward_instead_of_guessing(tiny_tokenizer):
+    class Broken:
+        all_special_ids = []
+
+        def decode(self, *a, **k):
+            raise RuntimeError("tokenizer broke")
+
+        def encode(self, *a, **k):
+            raise RuntimeError("tokenizer broke")
+
+    with pytest.raises(RuntimeError, match="tokenizer broke"):
+        SelfBudgeterReward(CFG, Broken())(prompts=["q"], completions=[ok_text(5)], completion_ids=[[1, 2, 3]],
+                                          answer=["42"])
+
+
+def test_an_exception_inside_a_reward_is_counted_and_warned_once(caplog):
+    class Exploding(R.FormatReward):
+        __name__ = "exploding_reward"
+
+        def value(self, b, text, ids):
+            if "junk" in text:
+                raise ZeroDivisionError("boom")
+            return 1.0
+
+    func = Exploding(CFG)
+    logged = {}
+    with caplog.at_level("WARNING", logger="sblite.rewards"):
+        for _ in range(2):
+            out = func(completions=["junk", ok_text(5), "junk"], answer=["42"] * 3, log_metric=logged.__setitem__)
+    assert out == [CFG.r_f, 1.0, CFG.r_f]
+    assert logged["sblite/reward_errors/exploding_reward"] == 2.0 and func.errors == 4
+    warned = [r for r in caplog.records if "raised on a completion" in r.getMessage()]
+    assert len(warned) == 1 and "ZeroDivisionError: boom" in warned[0].getMessage()
 
 
 def test_every_reward_pickles_and_keeps_its_name(tiny_tokenizer):

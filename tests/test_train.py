@@ -274,34 +274,82 @@ def test_resume_skips_a_checkpoint_torn_by_the_kill(tmp_path):
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
-def test_grpo_prefill_fraction_forces_budgets_that_trl_continues(tiny_prepared_dir, tiny_tokenizer, fraction):
-    """``grpo.prefill_fraction``: that share of prompts end in ``<budget>N</budget><solution>``, which TRL's
-    chat templating continues (no end-of-turn), and the reward scores the completion against that N."""
-    from trl.data_utils import maybe_apply_chat_template
-
-    from sblite.protocol import parse_completion
-    from sblite.rewards import SelfBudgeterReward
+def test_grpo_prefill_fraction_forces_budgets_in_text_prompts(tiny_prepared_dir, tiny_tokenizer, fraction):
+    """``grpo.prefill_fraction``: that share of prompts are rendered text ending in an open assistant turn
+    ``<budget>N</budget><solution>`` (what reaches TRL's generate is checked in test_boundary.py)."""
+    from sblite.protocol import render_prompt, split_prefill
     from sblite.train import build_grpo_dataset
 
     cfg = load_recipe("tiny-cpu", [f"grpo.prefill_fraction={fraction}", "grpo.prefill_range=[8,32]"])
     rows = load_prepared(tiny_prepared_dir).grpo
-    ds, dropped = build_grpo_dataset(rows, cfg, tiny_tokenizer)
-    forced = [ex for ex in ds if ex["prompt"][-1]["role"] == "assistant"]
-    assert dropped == 0 and len(ds) == len(rows)
+    ds, rejects = build_grpo_dataset(rows, cfg, tiny_tokenizer)
+    assert rejects == [] and len(ds) == len(rows)
+    forced = [ex for ex in ds if split_prefill(ex["prompt"])[1] is not None]
     assert len(forced) == {0.0: 0, 1.0: len(rows)}.get(fraction, len(forced))
     if fraction == 0.5:
         assert 0 < len(forced) < len(rows)
     again, _ = build_grpo_dataset(rows, cfg, tiny_tokenizer)
     assert list(again) == list(ds)  # seeded: a resumed run sees the same prompts
-    for ex in forced:
-        text = maybe_apply_chat_template({"prompt": ex["prompt"]}, tiny_tokenizer)["prompt"]
-        prefix = ex["prompt"][-1]["content"]
-        budget = parse_completion(prefix + "x</solution>").budget
-        assert text.endswith(prefix) and 8 <= budget <= 32
-        reward = SelfBudgeterReward(tokenizer=tiny_tokenizer)
-        [b] = reward.breakdowns([ex["prompt"]], [[{"role": "assistant", "content": "\\boxed{1}</solution>"}]],
-                                answer=["1"], b_max=[None])
-        assert b.format_ok and b.budget == budget
+    for ex, row in zip(ds, rows, strict=True):
+        head, budget = split_prefill(ex["prompt"])
+        assert head == render_prompt(tiny_tokenizer, row["question"])
+        assert budget is None or 8 <= budget <= 32
+
+
+def test_long_grpo_prompts_are_rejects_on_disk_not_silent_drops(tiny_prepared_dir, tmp_path):
+    from sblite.train import build_grpo_dataset, write_rejects
+
+    cfg = load_recipe("tiny-cpu")  # data.max_prompt_length=192
+    from transformers import AutoTokenizer
+
+    from sblite.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("builtin:tiny-random"))
+    rows = load_prepared(tiny_prepared_dir).grpo
+    rows = [*rows[:3], {**rows[3], "id": "long", "question": "why " * 200}]
+    ds, rejects = build_grpo_dataset(rows, cfg, tok)
+    assert len(ds) == 3 and [r["id"] for r in rejects] == ["long"]
+    assert "data.max_prompt_length=192" in rejects[0]["reason"]
+    path = write_rejects(tmp_path, "grpo", rejects)
+    write_rejects(tmp_path, "grpo", rejects)  # a resumed run rewrites its own lines, never duplicates
+    assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["long"]
+
+
+@pytest.mark.parametrize("bad", ["0", "-4", "\"abc\"", "2.5", "true"])
+def test_an_unreadable_b_max_stops_the_load_with_its_line(tmp_path, bad):
+    (tmp_path / "sft.jsonl").write_text("")
+    (tmp_path / "grpo.jsonl").write_text('{"question": "q", "answer": "1", "b_max": 5}\n'
+                                         f'{{"question": "q", "answer": "1", "b_max": {bad}}}\n')
+    with pytest.raises(TrainingError, match=r"grpo.jsonl:2: field b_max: b_max .* is not a positive whole"):
+        load_prepared(tmp_path)
+
+
+def test_recipe_settings_the_installed_trl_lacks_are_named_not_dropped(tiny_prepared_dir, tmp_path):
+    """``_trl_config`` maps recipe fields to TRL's; a field this TRL does not have is a loud warning naming
+    it and the version, and an error under --strict."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    from sblite.backends import get_backend
+    from sblite.train import _trl_config
+
+    @dataclasses.dataclass
+    class OldGRPOConfig(GRPOConfig):  # a TRL without `epsilon_high`
+        pass
+
+    fields = {f.name: f for f in dataclasses.fields(OldGRPOConfig)}
+    del fields["epsilon_high"]
+    OldGRPOConfig.__dataclass_fields__ = fields
+    cfg = load_recipe("tiny-cpu")
+    backend, _ = get_backend("hf")
+    printed = []
+    console = SimpleNamespace(print=printed.append)
+    specific = {"epsilon_high": 0.28, "num_generations": 4, "max_completion_length": 64}
+    _trl_config(OldGRPOConfig, cfg.grpo, backend, cfg, tmp_path, specific, console=console)
+    assert len(printed) == 1 and "epsilon_high" in printed[0] and "trl 1." in printed[0]
+    with pytest.raises(TrainingError, match="--strict: OldGRPOConfig of trl .* epsilon_high"):
+        _trl_config(OldGRPOConfig, cfg.grpo, backend, cfg, tmp_path, specific, strict=True)
 
 
 def test_prefill_range_must_fit_the_completion_length():

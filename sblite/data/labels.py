@@ -18,7 +18,8 @@ model's tokens, or None for "infinity") and, when a correct response exists, the
   each batch finishes, so a killed run resumes without redoing finished questions.
 
 Budget measure: ``budget_for(solution)`` is the number of tokens after ``</budget>`` when the completion is
-tokenised whole, exactly what ``protocol.count_solution_tokens`` measures at training and evaluation time. It
+tokenised as SFT trains on it (``protocol.encode_completion``: the tags apart from the solution), exactly what
+``protocol.count_solution_tokens`` measures at training and evaluation time, forced budget or not. It
 can be one less than ``count_tokens("<solution>…</solution>")`` because BPE vocabularies merge the ``><``
 between the tags (Qwen2 does).
 
@@ -45,6 +46,7 @@ from sblite.data.sources import Row
 from sblite.protocol import (
     PLAIN_SYSTEM_PROMPT,
     count_solution_tokens,
+    encode_completion,
     extract_boxed,
     parse_completion,
     render_completion,
@@ -82,7 +84,7 @@ def budget_for(solution: str, tokenizer: Any) -> tuple[int, str]:
     budget = 1
     for _ in range(4):
         completion = render_completion(budget, solution)
-        ids = tokenizer.encode(completion, add_special_tokens=False)
+        ids = encode_completion(tokenizer, completion)  # the ids SFT trains on
         n = count_solution_tokens(ids, tokenizer)
         if n is None or n < 1:
             raise ValueError("the tokenizer lost the </budget> tag")

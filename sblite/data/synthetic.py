@@ -126,6 +126,43 @@ def generate(n_per_level: int, *, seed: int = 0, levels=LEVELS, prefix: str = "a
     return rows
 
 
+#: How much a rendering of the same worked solution says, shortest first (``render_solution``).
+VERBOSITY = ("answer", "reference", "steps", "explained")
+_OPS = {"+": "add", "-": "take away", "×": "multiply by"}
+
+
+def render_solution(row: dict, verbosity: str) -> str:
+    """The row's worked solution at one ``VERBOSITY`` level, always ending in ``\\boxed{answer}``: the same
+    arithmetic said in ~5 to ~100 tokens, so one question can teach several budget → length pairs.
+
+    >>> row = {"answer": "38", "solution": "5 + 22 = 27. 27 + 11 = 38. The answer is \\\\boxed{38}."}
+    >>> render_solution(row, "answer"), render_solution(row, "reference") == row["solution"]
+    ('\\\\boxed{38}', True)
+    >>> render_solution(row, "steps")
+    'Step 1: 5 + 22 = 27. Step 2: 27 + 11 = 38. So the answer is \\\\boxed{38}.'
+    """
+    ans = row["answer"]
+    steps = [s.strip() for s in row["solution"].split(" The answer is")[0].split(".") if s.strip()]
+    if verbosity == "answer":
+        return f"\\boxed{{{ans}}}"
+    if verbosity == "reference":
+        return row["solution"]
+    if verbosity == "steps":
+        return " ".join(f"Step {i}: {s}." for i, s in enumerate(steps, 1)) + f" So the answer is \\boxed{{{ans}}}."
+    if verbosity != "explained":
+        raise ValueError(f"verbosity {verbosity!r}: choose one of {', '.join(VERBOSITY)}")
+    parts = ["Let me read the problem carefully and work through it one step at a time."]
+    for i, step in enumerate(steps, 1):
+        lhs, result = (x.strip() for x in step.split("="))
+        a, op, b = lhs.split(" ")
+        parts.append(
+            f"Step {i}: we start from {a} and {_OPS.get(op, op)} {b}. Computing it, {a} {op} {b} = {result}, "
+            f"so after this step the number is {result}."
+        )
+    parts.append(f"Checking each step again gives the same numbers, so the final result is {ans}.")
+    return " ".join(parts) + f" The answer is \\boxed{{{ans}}}."
+
+
 def write_jsonl(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -137,7 +174,7 @@ def write_prepared(out: Path, tokenizer, n: int = 16, *, seed: int = 0) -> Path:
     For tests and benchmarks that need training data without running ``prepare``: every row has an SFT
     target; every fourth GRPO row has ``b_max`` null (no correct sample), as real sample-mode data does.
     """
-    from sblite import protocol
+    from sblite.data.labels import budget_for
 
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,10 +182,10 @@ def write_prepared(out: Path, tokenizer, n: int = 16, *, seed: int = 0) -> Path:
     for i in range(n):
         a, b = rng.randint(0, 9), rng.randint(0, 9)
         solution = f"{a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}."
-        budget = protocol.count_tokens(f"<solution>{solution}</solution>", tokenizer)
+        budget, completion = budget_for(solution, tokenizer)
         row = {"id": f"q{i}", "source": "fixture", "question": f"What is {a} + {b}?", "answer": str(a + b),
                "level": 1 + i % 2, "difficulty": 0.1 * (1 + i % 2)}
-        sft.append({**row, "completion": protocol.render_completion(budget, solution), "b_max": budget})
+        sft.append({**row, "completion": completion, "b_max": budget})
         grpo.append({**row, "b_max": budget if i % 4 else None})
     for name, rows in (("sft", sft), ("grpo", grpo), ("rejects", [])):
         write_jsonl(rows, out / f"{name}.jsonl")
