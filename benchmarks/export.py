@@ -19,7 +19,6 @@ JSON → benchmarks/results/export.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -33,6 +32,9 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_json  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -207,8 +209,7 @@ def main() -> None:
         "versions": package_versions(("sblite", "torch", "transformers", "gguf", "numpy")),
         "targets": {"ratio_sblite_over_convert": "<= 1.0", "tensors_identical": True},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

@@ -21,6 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_json  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 QWEN25_15B = dict(
     hidden_size=1536,
@@ -181,8 +184,7 @@ def main() -> None:
         "wall_s": time.perf_counter() - t0,
         "device": _device(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_json(args.out, result)
     print(f"\n{'backend':<10}{'median step s':>15}{'peak GiB':>10}  note")
     for r in rows:
         med = f"{r['median_step_s']:.3f}" if r.get("median_step_s") else "—"

@@ -26,6 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import write_json  # noqa: E402
 
 
 def bench_reference(data_dir: Path) -> dict:
@@ -120,8 +122,7 @@ def main() -> None:
     }
     if not args.skip_sample:
         result["sample"] = bench_sample(args.questions, args.k, args.max_new_tokens, args.batch_size)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

@@ -26,12 +26,14 @@ Results: benchmarks/results/reproduce_cpu.{json,md} and PNG plots, with the exac
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {
@@ -161,7 +163,6 @@ def main() -> None:
     full_sum = evals["sft+grpo"]["summary"]
     result = {
         "benchmark": "reproduce_cpu",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "args": vars(args),
         "omp_threads": os.environ.get("OMP_NUM_THREADS"),
         "timings_s": {**timings, "total": time.perf_counter() - t0},
@@ -180,7 +181,7 @@ def main() -> None:
             "prefill_slope": sweep["summary"]["overall"]["slope"],
         },
     }
-    (out.with_suffix(".json")).write_text(json.dumps(result, indent=2, default=str))
+    result = write_json(out.with_suffix(".json"), result, default=str)
     md = [
         "# SelfBudgeter on SmolLM2-135M (CPU reproduction)",
         "",

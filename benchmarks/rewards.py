@@ -1,31 +1,47 @@
-"""Benchmark: sblite's SelfBudgeter reward vs TRL's ``accuracy_reward`` on the same 10,000 completions.
+"""Benchmark: sblite's SelfBudgeter reward vs TRL's ``accuracy_reward`` on two input sets, cold and warm caches.
 
-    python benchmarks/rewards.py                      # writes benchmarks/results/rewards.{json,md}
-    python benchmarks/rewards.py --n 2000 --out /tmp  # a quicker run
+    python benchmarks/rewards.py                        # both sets → benchmarks/results/rewards.{json,md}
+    python benchmarks/rewards.py --resample             # first re-sample SmolLM2 (two `sblite prepare` runs)
+    python benchmarks/rewards.py --n 2000 --out /tmp    # a quicker run
 
-The completions are built from the GSM8K-test and MATH-500 gold answers (``../shared/data``): reasoning taken
-from the reference solution (its ``\\boxed{}`` unwrapped), then a final ``\\boxed{}`` holding the gold answer
-as written, an equivalent form (``\\frac{1}{2}`` / ``0.5`` / ``1/2`` / ``\\dfrac``, ``72.0``, ``\\$72``,
-``1,000``, units, spacing), a wrong answer, or a malformed ending (no budget tags, absurd or negative or
-fractional budgets, unclosed ``\\boxed{``, text after ``</solution>``, truncation, no answer). Each text
-carries the truth of its final answer, known by construction.
+**constructed** (10,000 by default): completions built from the GSM8K-test and MATH-500 gold answers
+(``../shared/data``): reasoning taken from the reference solution (its ``\\boxed{}`` unwrapped), then a final
+``\\boxed{}`` holding the gold answer as written, an equivalent form (``\\frac{1}{2}`` / ``0.5`` / ``1/2`` /
+``\\dfrac``, ``72.0``, ``\\$72``, ``1,000``, units, spacing), a wrong answer, or a malformed ending (no budget
+tags, absurd or negative or fractional budgets, unclosed ``\\boxed{``, text after ``</solution>``, truncation,
+no answer). Each text carries the truth of its final answer, known by construction. Every verdict
+disagreement is listed with the construction truth and a judgement.
 
-Both scorers run in this process on the same texts, in GRPO-sized batches of 64, each timed from cold caches
-(sblite's and math-verify's). sblite runs its full reward (format + answer check + token-true length with the
-Qwen2 tokenizer from ``completion_ids``); TRL's reward checks the answer only. TRL gets each gold wrapped in
-``$…$``: its LaTeX extractor needs delimiters (a bare ``\\left( 3, \\frac{\\pi}{2} \\right)`` parses as 3),
-so this is TRL at its best. Every verdict disagreement is listed with the construction truth and a judgement.
+**sampled** (inputs sblite's author did not write): completions that SmolLM2-135M-Instruct
+(``builtin:smollm2-135m``) sampled under ``sblite prepare --labels sample`` for the first ``--sample-limit``
+GSM8K-test and MATH-500 questions (plain and brief styles, ``-k`` each), read from prepare's sample caches with
+the gold answers of its ``grpo.jsonl``, duplicates (same gold, same text) removed. They are collected into
+``benchmarks/results/reward_samples.json`` (committed, with the prepare commands that made them) so a re-run
+needs no sampling; ``--resample`` re-runs the prepare commands (each resumes from its own cache under
+``--sample-dir``) and rewrites that file. They are plain answers without budget tags, so sblite's reward
+scores them as format failures; the accuracy verdicts (``RewardBreakdown.correct`` vs TRL's) are compared.
+There is no construction truth: disagreements are listed with what each side extracted.
+
+Both scorers run in this process on the same texts, in GRPO-sized batches of 64: ``cold`` clears sblite's
+verdict caches and math-verify's parse caches first, ``warm`` scores the same texts again straight after.
+Each is repeated ``--repeats`` times, alternating which scorer goes first; the figure is the median and the
+ratio is TRL seconds / sblite seconds. sblite runs its full reward (format + answer check + token-true length
+from ``completion_ids``); TRL's reward checks the answer only. TRL gets each gold wrapped in ``$…$``: its LaTeX
+extractor needs delimiters (a bare ``\\left( 3, \\frac{\\pi}{2} \\right)`` parses as 3), so this is TRL at its
+best.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
 import platform
 import random
 import re
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -35,6 +51,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import write_json  # noqa: E402
 
 from sblite import verify  # noqa: E402
 from sblite.protocol import parse_gold, render_completion  # noqa: E402
@@ -185,6 +204,114 @@ def build(items: list[dict], n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------------------------------- sampled completions (real)
+
+SAMPLE_DATASETS = ("gsm8k-test", "math500")
+SAMPLES_FILE = REPO / "benchmarks" / "results" / "reward_samples.json"
+SAMPLE_MODEL = "builtin:smollm2-135m"
+
+
+def prepare_commands(args) -> list[list[str]]:
+    """The ``sblite prepare --labels sample`` runs whose caches hold the sampled completions."""
+    return [
+        [
+            "sblite",
+            "prepare",
+            "--dataset",
+            ds,
+            "--labels",
+            "sample",
+            "--model",
+            SAMPLE_MODEL,
+            "-k",
+            str(args.sample_k),
+            "--styles",
+            args.sample_styles,
+            "--limit",
+            str(args.sample_limit),
+            "--max-new-tokens",
+            str(args.sample_max_new_tokens),
+            "--instruction-in-user",
+            "--seed",
+            str(args.sample_seed),
+            "--data-dir",
+            str(SHARED),
+            "--force",
+            "--out",
+            str(Path(args.sample_dir) / ds),
+        ]
+        for ds in SAMPLE_DATASETS
+    ]
+
+
+def _sblite_cli() -> list[str]:
+    exe = Path(sys.executable).with_name("sblite")
+    return [str(exe)] if exe.is_file() else [sys.executable, "-c", "from sblite.cli import app; app()"]
+
+
+def resample(args) -> Path:
+    """Run the prepare commands (each resumes from its own cache), then collect their samples into
+    ``args.samples``: one row per distinct (gold, text), with the question's id, style and gold answer."""
+    import shlex
+
+    commands = prepare_commands(args)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    for cmd in commands:
+        print("$ " + shlex.join(cmd), flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run(_sblite_cli() + cmd[1:], env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(
+                f"sblite prepare failed (exit {proc.returncode}):\n{(proc.stderr or proc.stdout)[-3000:]}"
+            )
+        print(f"  done in {time.perf_counter() - t0:.0f} s", flush=True)
+    rows, seen, raw, prov = [], set(), 0, {}
+    for ds, cmd in zip(SAMPLE_DATASETS, commands, strict=True):
+        out = Path(cmd[cmd.index("--out") + 1])
+        report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+        p = report["provenance"]
+        prov[ds] = {k: p.get(k) for k in ("source", "input_sha256", "model", "engine", "tokenizer", "k",
+                                          "temperature", "top_p", "max_new_tokens", "seed", "limit", "styles",
+                                          "instruction_in_user", "versions")}  # fmt: skip
+        questions = {}
+        for line in (out / "grpo.jsonl").read_text(encoding="utf-8").splitlines():
+            q = json.loads(line)
+            questions[q["id"]] = q
+        for style, cache in zip(p["styles"], p["sample_caches"], strict=True):
+            for line in Path(cache).read_text(encoding="utf-8").splitlines():
+                rec = json.loads(line)
+                q = questions.get(rec["id"])
+                if q is None:  # a longer earlier run's question, outside this --limit
+                    continue
+                for s in rec["samples"]:
+                    raw += 1
+                    key = (str(q["answer"]), s["text"])
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    rows.append({"source": ds, "id": q["id"], "style": style, "gold": str(q["answer"]),
+                                 "b_max": q.get("b_max"), "text": s["text"], "n_tokens": s["n_tokens"],
+                                 "finish_reason": s["finish_reason"]})  # fmt: skip
+    write_json(
+        args.samples,
+        {
+            "what": f"completions sampled from {SAMPLE_MODEL} by `sblite prepare --labels sample` on GSM8K-test "
+            "and MATH-500 questions (../shared/data), with their gold answers; duplicates (same gold and text) "
+            "removed. Plain/brief style answers, not budget format.",
+            "prepare_commands": [shlex.join(c) for c in commands],
+            "prepare_provenance": prov,
+            "n_sampled": raw,
+            "n_duplicates_removed": raw - len(rows),
+            "n_rows": len(rows),
+            "rows": rows,
+        },
+        indent=1,
+        ensure_ascii=False,
+    )
+    print(f"{len(rows)} distinct completions ({raw - len(rows)} duplicates removed) → {args.samples}")
+    return Path(args.samples)
+
+
 # ----------------------------------------------------------------------------------------------- running
 
 
@@ -197,11 +324,13 @@ def clear_math_verify_caches() -> None:
             fn.cache_clear()
 
 
-def run_sblite(rows: list[dict], tokenizer, ids: list[list[int]]) -> tuple[list[bool], list[float], float]:
+def run_sblite(rows: list[dict], tokenizer, ids: list[list[int]], *, cold: bool = True):
+    """(correct, totals, answers, seconds) of sblite's full reward; ``cold`` clears the verdict caches first."""
     reward = SelfBudgeterReward(RewardConfig(), tokenizer)
-    verify.clear_caches()
-    clear_math_verify_caches()
-    correct, totals = [], []
+    if cold:
+        verify.clear_caches()
+        clear_math_verify_caches()
+    correct, totals, answers = [], [], []
     start = time.perf_counter()
     for i in range(0, len(rows), BATCH):
         chunk = rows[i : i + BATCH]
@@ -214,21 +343,54 @@ def run_sblite(rows: list[dict], tokenizer, ids: list[list[int]]) -> tuple[list[
         )
         correct += [b.correct for b in bds]
         totals += [b.total for b in bds]
-    return correct, totals, time.perf_counter() - start
+        answers += [getattr(b, "answer", None) for b in bds]
+    return correct, totals, answers, time.perf_counter() - start
 
 
-def run_trl(rows: list[dict]) -> tuple[list[float | None], float]:
+def run_trl(rows: list[dict], *, cold: bool = True, log_extra=None) -> tuple[list[float | None], float]:
     from trl.rewards import accuracy_reward
 
-    clear_math_verify_caches()
+    if cold:
+        clear_math_verify_caches()
     out: list[float | None] = []
     start = time.perf_counter()
     for i in range(0, len(rows), BATCH):
         chunk = rows[i : i + BATCH]
         out += accuracy_reward(
-            [[{"role": "assistant", "content": r["text"]}] for r in chunk], [f"${r['gold']}$" for r in chunk]
+            [[{"role": "assistant", "content": r["text"]}] for r in chunk],
+            [f"${r['gold']}$" for r in chunk],
+            log_extra=log_extra,
         )
     return out, time.perf_counter() - start
+
+
+def timed(rows: list[dict], tokenizer, ids, repeats: int) -> dict:
+    """Cold (caches cleared) then warm (the same texts again) passes of both scorers, ``repeats`` times,
+    alternating which scorer goes first; medians and the ratio TRL time / sblite time for each."""
+    import statistics
+
+    t = {"sblite_cold": [], "sblite_warm": [], "trl_cold": [], "trl_warm": []}
+    for rep in range(repeats):
+        order = ("sblite", "trl") if rep % 2 == 0 else ("trl", "sblite")
+        for who in order:
+            for mode in ("cold", "warm"):
+                if who == "sblite":
+                    s = run_sblite(rows, tokenizer, ids, cold=mode == "cold")[-1]
+                else:
+                    s = run_trl(rows, cold=mode == "cold")[-1]
+                t[f"{who}_{mode}"].append(s)
+    med = {k: statistics.median(v) for k, v in t.items()}
+    n = len(rows)
+    return {
+        "repeats": repeats,
+        "seconds_median": {k: round(v, 4) for k, v in med.items()},
+        "per_sec": {k: round(n / v, 1) for k, v in med.items()},
+        "ratio_trl_time_over_sblite_time": {
+            "cold": round(med["trl_cold"] / med["sblite_cold"], 2),
+            "warm": round(med["trl_warm"] / med["sblite_warm"], 2),
+        },
+        "seconds_all": {k: [round(x, 4) for x in v] for k, v in t.items()},
+    }
 
 
 def judge(row: dict, sb: bool, trl: float | None) -> str:
@@ -251,28 +413,12 @@ def judge(row: dict, sb: bool, trl: float | None) -> str:
     return "neither"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=10_000)
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    args = ap.parse_args()
-    for name in ("math_verify", "math_verify.parser", "math_verify.grader", "latex2sympy2_extended"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(SHARED / "tokenizers" / "qwen2"))
-    rows = build(load_items(), args.n)
+def constructed_section(tokenizer, n: int, repeats: int) -> dict:
+    rows = build(load_items(), n)
     ids = [tokenizer.encode(r["text"], add_special_tokens=False) for r in rows]  # TRL hands these over
-
-    # Imports, and ANTLR's lazily built parser DFA (shared by both: whoever runs first would pay for it),
-    # warmed on 1,000 other completions outside the timings.
-    warm = build(load_items(), 1000, seed=99)
-    run_sblite(warm, tokenizer, [tokenizer.encode(r["text"], add_special_tokens=False) for r in warm])
-    run_trl(warm)
-
-    sb_correct, sb_total, sb_s = run_sblite(rows, tokenizer, ids)
-    trl_out, trl_s = run_trl(rows)
+    sb_correct, sb_total, _, _ = run_sblite(rows, tokenizer, ids)
+    trl_out, _ = run_trl(rows)
+    timing = timed(rows, tokenizer, ids, repeats)
 
     agree = sum(bool(t) == s for s, t in zip(sb_correct, trl_out, strict=True) if t is not None)
     skipped = sum(t is None for t in trl_out)
@@ -291,15 +437,14 @@ def main() -> None:
     def acc_truth(verdicts: list) -> float:
         return sum(bool(v) == r["truth"] for v, r in zip(verdicts, rows, strict=True)) / len(rows)
 
-    result = {
+    return {
+        "what": "completions built from GSM8K-test and MATH-500 gold answers and reference solutions (equivalent "
+        "forms, wrong answers, malformed endings); truth known by construction",
         "n_completions": len(rows),
         "by_source": dict(Counter(r["source"] for r in rows)),
         "by_kind": dict(sorted(Counter(r["kind"] for r in rows).items())),
-        "sblite_seconds": round(sb_s, 3),
-        "trl_seconds": round(trl_s, 3),
-        "sblite_per_sec": round(len(rows) / sb_s, 1),
-        "trl_per_sec": round(len(rows) / trl_s, 1),
-        "throughput_ratio": round(trl_s / sb_s, 2),
+        "timing": timing,
+        "throughput_ratio": timing["ratio_trl_time_over_sblite_time"]["cold"],
         "agreement": round(agree / (len(rows) - skipped), 5) if len(rows) > skipped else None,
         "agreement_incl_skipped_as_disagreement": round(agree / len(rows), 5),
         "trl_skipped_gold": skipped,
@@ -311,27 +456,174 @@ def main() -> None:
         "disagreements_by_kind": dict(by_kind.most_common()),
         "who_is_right": dict(right.most_common()),
         "sblite_reward_mean": round(sum(sb_total) / len(sb_total), 4),
-        "notes": [
-            "sblite = SelfBudgeterReward with the Qwen2 tokenizer and completion_ids (format + answer + length);",
-            "TRL = trl.rewards.accuracy_reward (answer only), golds wrapped in $...$; same texts, same process,",
-            "batches of 64, from cold answer caches after a 1,000-sample warm-up of both (ANTLR's DFA). Truth is known by construction.",
-        ],
-        "environment": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "trl": __import__("trl").__version__,
-            "math_verify": _version("math-verify"),
-        },
         "disagreements": disagreements,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "rewards.json").write_text(
-        json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+
+
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def sampled_kind(text: str, finish_reason: str) -> str:
+    """A mechanical description of a sampled completion's ending (no judgement of its content)."""
+    boxed = "boxed" if _BOX.search(text) else "no_boxed"
+    return f"{boxed}:{'truncated' if finish_reason == 'length' else 'stopped'}"
+
+
+def sampled_section(tokenizer, samples_path: Path, repeats: int) -> dict:
+    data = json.loads(samples_path.read_text(encoding="utf-8"))
+    rows = data["rows"]
+    ids = [tokenizer.encode(r["text"], add_special_tokens=False) for r in rows]
+    sb_correct, sb_total, sb_answers, _ = run_sblite(rows, tokenizer, ids)
+    trl_out, _ = run_trl(rows)
+    timing = timed(rows, tokenizer, ids, repeats)
+
+    kinds = [sampled_kind(r["text"], r["finish_reason"]) for r in rows]
+    skipped = sum(t is None for t in trl_out)
+    agree = sum(bool(t) == s for s, t in zip(sb_correct, trl_out, strict=True) if t is not None)
+    dis_idx = [
+        i for i, (s, t) in enumerate(zip(sb_correct, trl_out, strict=True)) if t is None or bool(t) != s
+    ]
+    # What TRL extracted, for the disagreements only (a separate, untimed pass through its log_extra hook).
+    extracted: dict[str, list] = {}
+    if dis_idx:
+        run_trl([rows[i] for i in dis_idx], log_extra=lambda k, v: extracted.setdefault(k, []).extend(v))
+    trl_answers = (
+        extracted.get("answer_parsed") or extracted.get("answer_parsed_strs") or [None] * len(dis_idx)
     )
-    (args.out / "rewards.md").write_text(_markdown(result), encoding="utf-8")
-    summary = {k: v for k, v in result.items() if k not in ("disagreements", "by_kind", "notes")}
-    print(json.dumps(summary, indent=1))
+    disagreements = []
+    for j, i in enumerate(dis_idx):
+        r = rows[i]
+        disagreements.append({
+            "source": r["source"], "id": r["id"], "style": r["style"], "gold": r["gold"], "kind": kinds[i],
+            "sblite": sb_correct[i], "sblite_answer": sb_answers[i], "trl": trl_out[i],
+            "trl_answer": trl_answers[j] if j < len(trl_answers) else None, "text_tail": r["text"][-240:],
+        })  # fmt: skip
+
+    def rate(xs) -> float:
+        return round(sum(bool(x) for x in xs) / len(xs), 4) if xs else 0.0
+
+    by_kind = Counter(kinds)
+    # Cross-check, untimed: the free-form verifier `sblite prepare` labels with (verify.is_correct: last
+    # "answer is" / number, no box needed). It is not a reward; the rows it accepts show what both rewards
+    # refuse for want of a \boxed{} final answer.
+    lenient = []
+    for i, r in enumerate(rows):
+        if verify.is_correct(r["text"].strip(), r["gold"]):
+            lenient.append({
+                "source": r["source"], "id": r["id"], "style": r["style"], "gold": r["gold"],
+                "finish_reason": r["finish_reason"], "kind": kinds[i], "sblite_reward_correct": sb_correct[i],
+                "trl": trl_out[i], "text_tail": r["text"][-160:],
+            })  # fmt: skip
+    return {
+        "what": data.get("what"),
+        "samples_file": str(samples_path.relative_to(REPO))
+        if samples_path.is_relative_to(REPO)
+        else str(samples_path),
+        "samples_sha256": hashlib.sha256(samples_path.read_bytes()).hexdigest(),
+        "samples_made_by": data.get("command"),
+        "prepare_commands": data.get("prepare_commands"),
+        "n_completions": len(rows),
+        "n_duplicates_removed": data.get("n_duplicates_removed"),
+        "by_source": dict(Counter(r["source"] for r in rows)),
+        "by_style": dict(Counter(r["style"] for r in rows)),
+        "by_kind": dict(sorted(by_kind.items())),
+        "timing": timing,
+        "ratio_trl_time_over_sblite_time": timing["ratio_trl_time_over_sblite_time"],
+        "accuracy": {"sblite": rate(sb_correct), "trl": rate(trl_out)},
+        "accuracy_by_source": {
+            src: {
+                "sblite": rate([c for c, r in zip(sb_correct, rows, strict=True) if r["source"] == src]),
+                "trl": rate([t for t, r in zip(trl_out, rows, strict=True) if r["source"] == src]),
+            }
+            for src in sorted({r["source"] for r in rows})
+        },
+        "sblite_format_ok": sum(t != RewardConfig().r_f for t in sb_total),
+        "sblite_reward_mean": round(sum(sb_total) / len(sb_total), 4),
+        "agreement": round(agree / (len(rows) - skipped), 5) if len(rows) > skipped else None,
+        "trl_skipped_gold": skipped,
+        "n_disagreements": len(disagreements),
+        "disagreements_by_kind": dict(Counter(d["kind"] for d in disagreements).most_common()),
+        "disagreements_by_direction": dict(
+            Counter(
+                "sblite correct, TRL not" if d["sblite"] else "TRL correct, sblite not" for d in disagreements
+            ).most_common()
+        ),
+        "disagreements": disagreements,
+        "prepare_verifier_correct": {
+            "n": len(lenient),
+            "n_finished": sum(x["finish_reason"] == "stop" for x in lenient),
+            "rows": lenient,
+        },
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--inputs", default="constructed,sampled", help="comma-separated: constructed, sampled")
+    ap.add_argument("--n", type=int, default=10_000, help="constructed completions")
+    ap.add_argument("--repeats", type=int, default=3, help="timed cold+warm passes per scorer")
+    ap.add_argument("--samples", type=Path, default=SAMPLES_FILE, help="sampled completions (JSON)")
+    ap.add_argument("--resample", action="store_true", help="run `sblite prepare --labels sample` first")
+    ap.add_argument("--sample-dir", default="/tmp/sblite-reward-samples")
+    ap.add_argument("--sample-limit", type=int, default=40)
+    ap.add_argument("--sample-k", type=int, default=2)
+    ap.add_argument("--sample-styles", default="plain,brief")
+    ap.add_argument("--sample-max-new-tokens", type=int, default=128)
+    ap.add_argument("--sample-seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = ap.parse_args()
+    inputs = [x.strip() for x in args.inputs.split(",") if x.strip()]
+    if unknown := set(inputs) - {"constructed", "sampled"}:
+        ap.error(f"--inputs: unknown {', '.join(sorted(unknown))}")
+    for name in ("math_verify", "math_verify.parser", "math_verify.grader", "latex2sympy2_extended"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    if args.resample:
+        resample(args)
+
+    from transformers import AutoTokenizer
+
+    # Imports, and ANTLR's lazily built parser DFA (shared by both: whoever runs first would pay for it),
+    # warmed on 1,000 constructed completions (another seed) outside the timings.
+    qwen = AutoTokenizer.from_pretrained(str(SHARED / "tokenizers" / "qwen2"))
+    warm = build(load_items(), 1000, seed=99)
+    run_sblite(warm, qwen, [qwen.encode(r["text"], add_special_tokens=False) for r in warm])
+    run_trl(warm)
+
+    result: dict = {"benchmark": "rewards"}
+    if "constructed" in inputs:
+        result["constructed"] = constructed_section(qwen, args.n, args.repeats)
+    if "sampled" in inputs:
+        from sblite.models import resolve_model
+
+        smol = AutoTokenizer.from_pretrained(str(resolve_model(SAMPLE_MODEL)))  # the sampled model's tokens
+        result["sampled"] = sampled_section(smol, args.samples, args.repeats)
+    result["notes"] = [
+        "sblite = SelfBudgeterReward (format + answer + length; token counts from completion_ids: Qwen2 "
+        "tokenizer for constructed, SmolLM2's for sampled); TRL = trl.rewards.accuracy_reward (answer only), "
+        "golds wrapped in $...$; same texts, same process, batches of 64.",
+        "cold: sblite's verdict caches and math-verify's parse caches cleared before the pass; warm: the same "
+        "texts again right after, caches kept. ANTLR's parser DFA is warmed for both beforehand on 1,000 other "
+        "completions. Ratio = TRL seconds / sblite seconds (median over repeats).",
+        "sampled: no construction truth; disagreements are listed with each side's extracted answer.",
+    ]
+    result["environment"] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "trl": __import__("trl").__version__,
+        "math_verify": _version("math-verify"),
+    }
+    written = write_json(args.out / "rewards.json", result, indent=1, ensure_ascii=False)
+    (args.out / "rewards.md").write_text(_markdown(written), encoding="utf-8")
+    for name in ("constructed", "sampled"):
+        if name in result:
+            sec = result[name]
+            r = sec["timing"]["ratio_trl_time_over_sblite_time"]
+            print(
+                f"{name}: {sec['n_completions']} completions; TRL time / sblite time: cold {r['cold']}×, warm "
+                f"{r['warm']}×; agreement {sec['agreement']}, {sec['n_disagreements']} disagreements"
+            )
+    print(f"→ {args.out / 'rewards.json'}, {args.out / 'rewards.md'}")
 
 
 def _version(dist: str) -> str:
@@ -344,34 +636,105 @@ def _version(dist: str) -> str:
 
 
 def _markdown(r: dict) -> str:
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     lines = [
         "# Reward benchmark: sblite SelfBudgeterReward vs trl.rewards.accuracy_reward",
         "",
-        "Made by `python benchmarks/rewards.py` (see its docstring for the method).",
+        f"Made by `{r['command']}` (see its docstring for the method).",
         "",
-        "| | sblite | TRL |",
-        "| --- | ---: | ---: |",
-        f"| seconds for {r['n_completions']:,} completions | {r['sblite_seconds']} | {r['trl_seconds']} |",
-        f"| completions / s | {r['sblite_per_sec']} | {r['trl_per_sec']} |",
-        f"| verdicts matching the construction truth | {r['verdict_accuracy_vs_construction_truth']['sblite']} | "
-        f"{r['verdict_accuracy_vs_construction_truth']['trl']} |",
-        "",
-        f"Throughput ratio (TRL time / sblite time): **{r['throughput_ratio']}×**. Verdict agreement: "
-        f"**{r['agreement']}** ({r['n_disagreements']} disagreements; TRL skipped {r['trl_skipped_gold']} golds).",
-        "",
-        "Disagreements by kind: " + ", ".join(f"{k} {v}" for k, v in r["disagreements_by_kind"].items()),
-        "",
-        "Who is right: " + ", ".join(f"{k} {v}" for k, v in r["who_is_right"].items()),
-        "",
-        "| source | kind | gold | final answer | sblite | TRL | right |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    for d in r["disagreements"]:
-        lines.append(
-            f"| {d['source']} | {d['kind']} | `{esc(d['gold'])}` | `{esc(d['final_answer'])}` | {d['sblite']} | "
-            f"{d['trl']} | {esc(d['who_is_right'])} |"
-        )
+    for name in ("constructed", "sampled"):
+        if name not in r:
+            continue
+        s = r[name]
+        t = s["timing"]
+        lines += [
+            f"## {name} completions ({s['n_completions']:,})",
+            "",
+            s.get("what") or "",
+            "",
+            "| | sblite | TRL | TRL time / sblite time |",
+            "| --- | ---: | ---: | ---: |",
+            f"| seconds, cold caches (median of {t['repeats']}) | {t['seconds_median']['sblite_cold']} | "
+            f"{t['seconds_median']['trl_cold']} | **{t['ratio_trl_time_over_sblite_time']['cold']}×** |",
+            f"| seconds, warm caches (median of {t['repeats']}) | {t['seconds_median']['sblite_warm']} | "
+            f"{t['seconds_median']['trl_warm']} | **{t['ratio_trl_time_over_sblite_time']['warm']}×** |",
+            f"| completions / s, cold | {t['per_sec']['sblite_cold']} | {t['per_sec']['trl_cold']} | |",
+        ]
+        if name == "constructed":
+            v = s["verdict_accuracy_vs_construction_truth"]
+            lines += [
+                f"| verdicts matching the construction truth | {v['sblite']} | {v['trl']} | |",
+                "",
+                f"Verdict agreement: **{s['agreement']}** ({s['n_disagreements']} disagreements; TRL skipped "
+                f"{s['trl_skipped_gold']} golds).",
+                "",
+                "Disagreements by kind: "
+                + ", ".join(f"{k} {v}" for k, v in s["disagreements_by_kind"].items()),
+                "",
+                "Who is right: " + ", ".join(f"{k} {v}" for k, v in s["who_is_right"].items()),
+                "",
+                "| source | kind | gold | final answer | sblite | TRL | right |",
+                "| --- | --- | --- | --- | --- | --- | --- |",
+            ]
+            for d in s["disagreements"]:
+                lines.append(
+                    f"| {d['source']} | {d['kind']} | `{esc(d['gold'])}` | `{esc(d['final_answer'])}` | "
+                    f"{d['sblite']} | {d['trl']} | {esc(d['who_is_right'])} |"
+                )
+        else:
+            a = s["accuracy"]
+            lines += [
+                f"| answers judged correct | {a['sblite']} | {a['trl']} | |",
+                "",
+                f"Samples: `{s['samples_file']}` (sha256 {s['samples_sha256'][:12]}…), made by "
+                f"`{s['samples_made_by']}`, which ran:",
+                "",
+                *[f"    {c}" for c in s["prepare_commands"] or []],
+                "",
+                f"{s['n_duplicates_removed']} duplicates removed. By source: "
+                + ", ".join(f"{k} {v}" for k, v in s["by_source"].items())
+                + "; by ending: "
+                + ", ".join(f"{k} {v}" for k, v in s["by_kind"].items())
+                + f". sblite format ok: {s['sblite_format_ok']} (plain answers have no budget tags).",
+                "",
+                f"Verdict agreement: **{s['agreement']}** ({s['n_disagreements']} disagreements"
+                + (
+                    ": "
+                    + ", ".join(f"{k} {v}" for k, v in s["disagreements_by_direction"].items())
+                    + "; by ending: "
+                    + ", ".join(f"{k} {v}" for k, v in s["disagreements_by_kind"].items())
+                    if s["disagreements"]
+                    else ""
+                )
+                + ").",
+                "",
+                f"`sblite prepare`'s free-form labelling verifier (`verify.is_correct`, no box needed) accepts "
+                f"{s['prepare_verifier_correct']['n']} of these ({s['prepare_verifier_correct']['n_finished']} "
+                "finished, the ones prepare may use as SFT targets); both rewards need a `\\boxed{}` answer:",
+                "",
+                "| source | id | ending | gold | reward (sblite) | TRL | text (end) |",
+                "| --- | --- | --- | --- | --- | --- | --- |",
+                *[
+                    f"| {x['source']} | {x['id']} | {x['kind']} | `{esc(x['gold'])}` | {x['sblite_reward_correct']} | "
+                    f"{x['trl']} | {esc(x['text_tail'][-120:])} |"
+                    for x in s["prepare_verifier_correct"]["rows"]
+                ],
+                "",
+            ]
+            if s["disagreements"]:
+                lines += [
+                    "Disagreements:",
+                    "",
+                    "| source | id | ending | gold | sblite answer | TRL answer | sblite | TRL | text (end) |",
+                    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+                ]
+            for d in s["disagreements"]:
+                lines.append(
+                    f"| {d['source']} | {d['id']} | {d['kind']} | `{esc(d['gold'])}` | `{esc(d['sblite_answer'])}` | "
+                    f"`{esc(d['trl_answer'])}` | {d['sblite']} | {d['trl']} | {esc(d['text_tail'][-120:])} |"
+                )
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 

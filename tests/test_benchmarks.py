@@ -1,7 +1,10 @@
-"""The benchmark scripts run end to end at toy size (no timing is asserted: figures live in their JSON)."""
+"""The benchmark scripts run end to end at toy size (no timing is asserted: figures live in their JSON), and
+every result file they write records the exact command that made it."""
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +14,9 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+SCRIPTS = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
+#: Result files written before the scripts recorded their command; re-running the script drops one from here.
+NO_COMMAND_YET = {"export.json", "prepare.json"}
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
@@ -18,14 +24,103 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=600)
 
 
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_write_json_records_the_real_argv_first(tmp_path, monkeypatch):
+    common = _load("_common")
+    monkeypatch.setattr(sys, "argv", [str(BENCH / "rewards.py"), "--n", "20", "--out", "/tmp/a b"])
+    written = common.write_json(tmp_path / "r.json", {"benchmark": "x", "command": "hand-written"})
+    on_disk = json.loads((tmp_path / "r.json").read_text())
+    assert on_disk == written
+    assert list(on_disk)[0] == "command"
+    assert on_disk["command"] == "python benchmarks/rewards.py --n 20 --out '/tmp/a b'"
+    assert common.command_line(["/elsewhere/x.py"]) == "python /elsewhere/x.py"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_every_benchmark_writes_its_result_through_write_json(script):
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    imported = any(
+        isinstance(n, ast.ImportFrom)
+        and n.module == "_common"
+        and any(a.name == "write_json" for a in n.names)
+        for n in ast.walk(tree)
+    )
+    called = any(
+        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "write_json"
+        for n in ast.walk(tree)
+    )
+    assert imported and called, f"{script.name} must write its result JSON with _common.write_json"
+    # A "command" key written by hand (a string, an f-string, a " ".join(...)); quoting another result
+    # file's command (``old["command"]``) is fine.
+    hand = [
+        k.lineno
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Dict)
+        for k, v in zip(n.keys, n.values, strict=True)
+        if isinstance(k, ast.Constant)
+        and k.value == "command"
+        and isinstance(v, ast.Constant | ast.JoinedStr | ast.Call)
+    ]
+    assert not hand, f"{script.name}:{hand}: a hand-made 'command' field; write_json records sys.argv"
+
+
+def test_committed_results_record_their_command():
+    missing = []
+    for path in sorted((BENCH / "results").glob("*.json")):
+        if path.name in NO_COMMAND_YET:
+            continue
+        command = json.loads(path.read_text(encoding="utf-8")).get("command")
+        if not (isinstance(command, str) and command.startswith("python benchmarks/")):
+            missing.append(path.name)
+    assert not missing, f"result files without their command: {missing}"
+
+
+def test_rewards_sampled_section_scores_a_small_sample_file(tmp_path, shared_data):
+    pytest.importorskip("trl")
+    pytest.importorskip("math_verify")
+    from transformers import AutoTokenizer
+
+    rewards = _load("rewards")
+    rows = [
+        {"source": "gsm8k-test", "id": "a", "style": "brief", "gold": "18", "b_max": 40,
+         "text": "She sells 16 - 3 - 4 = 9 eggs, 9 * 2 = \\boxed{18}.", "n_tokens": 20, "finish_reason": "stop"},
+        {"source": "gsm8k-test", "id": "b", "style": "plain", "gold": "3", "b_max": None,
+         "text": "It takes 2 + 1 = 3 bolts.", "n_tokens": 12, "finish_reason": "stop"},
+        {"source": "math500", "id": "c", "style": "plain", "gold": "\\frac{1}{2}", "b_max": None,
+         "text": "So the answer is \\boxed{0.5", "n_tokens": 128, "finish_reason": "length"},
+    ]  # fmt: skip
+    path = tmp_path / "samples.json"
+    path.write_text(json.dumps({"command": "python benchmarks/rewards.py --resample", "rows": rows}))
+    tok = AutoTokenizer.from_pretrained(str(shared_data / "tokenizers" / "qwen2"))
+    sec = rewards.sampled_section(tok, path, repeats=1)
+    assert sec["n_completions"] == 3 and sec["samples_made_by"].endswith("--resample")
+    assert set(sec["ratio_trl_time_over_sblite_time"]) == {"cold", "warm"}
+    assert sec["by_kind"] == {"boxed:stopped": 1, "no_boxed:stopped": 1, "boxed:truncated": 1}
+    assert sec["accuracy"]["sblite"] == pytest.approx(1 / 3, abs=1e-3)
+    assert len(sec["disagreements"]) == sec["n_disagreements"]
+
+
 @pytest.mark.slow
 def test_train_overhead_benchmark_runs(tmp_path):
     out = tmp_path / "o.json"
-    proc = _run([str(BENCH / "train_overhead.py"), "--steps", "3", "--rounds", "1", "--out", str(out)])
+    proc = _run([str(BENCH / "train_overhead.py"), "--steps", "3", "--rounds", "1", "--save-steps", "2",
+                 "--prompts", "8", "--out", str(out)])  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert result["ratio_sblite_over_bare"] > 0 and result["steps_per_round"] == 3
-    assert "sblite / bare GRPO step time" in proc.stdout
+    assert result["command"].startswith("python benchmarks/train_overhead.py --steps 3")
+    ratios = result["ratio_sblite_over_bare"]
+    assert ratios["whole_per_step"] > 0 and ratios["train_loop_per_step"] > 0
+    assert result["steps_per_run"] == 3
+    for side in ("bare", "sblite"):
+        (run,) = result["runs"][side]
+        assert run["steps"] == 3 and run["whole_s"] >= run["train_loop_s"] > 0
+    assert "sblite / bare wall time per GRPO step" in proc.stdout
 
 
 @pytest.mark.slow
@@ -34,5 +129,6 @@ def test_gpu_backends_benchmark_runs_at_toy_size(tmp_path):
     proc = _run([str(BENCH / "gpu_backends.py"), "--toy", "--steps", "2", "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
+    assert result["command"].startswith("python benchmarks/gpu_backends.py --toy")
     (row,) = result["rows"]
     assert row["backend"] == "hf" and "failed" not in row, row
