@@ -41,7 +41,10 @@ def format_log_line(stage: str, step: int, logs: dict[str, Any]) -> str:
     for key, v in logs.items():
         if not isinstance(v, int | float):
             continue
-        if key.startswith("sblite/"):
+        if key.startswith("sblite/reward_errors"):
+            if v:  # only when a reward raised: then loudly, with the reward's name
+                parts.append(f"REWARD_ERRORS[{key.rsplit('/', 1)[1]}]={v:.3g}")
+        elif key.startswith("sblite/"):
             parts.append(f"{key.split('/', 1)[1]}={v:.3g}")
         elif key.startswith("rewards/") and key.endswith("/mean"):
             parts.append(f"{key[len('rewards/') : -len('/mean')]}={v:.3g}")

@@ -7,9 +7,11 @@ A budgeted completion reads
 Everything that writes, reads or measures that format goes through this module: the prompts that ask for
 it (``build_messages``, ``render_prompt``), the SFT targets (``render_completion``), the parser used by the
 reward and by evaluation (``parse_completion``), the pre-fill string that forces a user budget
-(``prefill``), and the length measure every stage shares (``count_solution_tokens``: tokens after
-``</budget>``). Keeping one definition means a budget learned in SFT, rewarded in GRPO and checked in
-``sblite eval`` is the same number.
+(``prefill``) and its reader (``split_prefill``), the one ``b_max`` rule (``parse_b_max``), the token ids of
+prompts and completions at the pre-fill boundary (``encode_prompt``, ``encode_completion``,
+``encode_training_example``), and the length measure every stage shares (``count_solution_tokens``: tokens
+after ``</budget>``, a forced budget's ``<solution>`` included). Keeping one definition means a budget learned
+in SFT, rewarded in GRPO and checked in ``sblite eval`` is the same number, over the same ids.
 
 Nothing here imports torch or transformers; a tokenizer is any object with ``encode``/``decode``.
 """

@@ -138,6 +138,9 @@ def test_format_log_line_shows_reward_parts():
         },
     )
     assert line.startswith("grpo step 7") and "clipped=0.25" in line and "format_rate=0.9" in line
+    quiet = format_log_line("grpo", 7, {"sblite/reward_errors/selfbudgeter_reward": 0.0})
+    loud = format_log_line("grpo", 7, {"sblite/reward_errors/selfbudgeter_reward": 3.0})
+    assert "REWARD_ERRORS" not in quiet and "REWARD_ERRORS[selfbudgeter_reward]=3" in loud
 
 
 def test_unknown_trl_args_are_rejected(tiny_prepared_dir, tmp_path):
