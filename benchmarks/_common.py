@@ -44,3 +44,33 @@ def write_json(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=indent, **dump_kwargs) + "\n", encoding="utf-8")
     return out
+
+
+def stage_timer(console) -> tuple[Any, dict[str, float]]:
+    """``(timed, timings)``: ``timed(name, fn)`` prints a rule, runs ``fn`` and records its seconds."""
+    import time
+
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        t = time.perf_counter()
+        console.rule(f"[bold]{name}")
+        value = fn()
+        timings[name] = time.perf_counter() - t
+        return value
+
+    return timed, timings
+
+
+def prepare_arith_samples(out: Path, *, limit: int, k: int, max_new_tokens: int, seed: int, styles: Sequence[str],
+                          targets: str, console, force: bool = False):  # fmt: skip
+    """The reproduction's cold-start data: SmolLM2-135M sampled (T=0.8) on the bundled arith questions."""
+    from sblite.data.prepare import PrepareOptions, run_prepare
+    from sblite.demo import _progress_fn
+
+    return run_prepare(
+        PrepareOptions(dataset="arith", out=str(out), labels="sample", model="builtin:smollm2-135m", k=k,
+                       temperature=0.8, max_new_tokens=max_new_tokens, batch_size=k * 8, limit=limit, seed=seed,
+                       force=force, instruction_in_user=True, targets=targets, styles=tuple(styles)),
+        progress=_progress_fn(console),
+    )  # fmt: skip

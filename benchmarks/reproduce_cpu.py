@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_json  # noqa: E402
+from _common import prepare_arith_samples, stage_timer, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {
@@ -70,8 +70,6 @@ def main() -> None:
     from rich.console import Console
 
     from sblite.config import load_recipe
-    from sblite.data.prepare import PrepareOptions, run_prepare
-    from sblite.demo import _progress_fn
     from sblite.evaluate import EvalOptions, markdown_table, run_eval
     from sblite.train import run_training
 
@@ -79,23 +77,13 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def timed(name, fn):
-        t = time.perf_counter()
-        console.rule(f"[bold]{name}")
-        value = fn()
-        timings[name] = time.perf_counter() - t
-        return value
+    timed, timings = stage_timer(console)
 
     model = "builtin:smollm2-135m"
     prepared = work / "prepared"
-    prep = timed("prepare", lambda: run_prepare(
-        PrepareOptions(dataset="arith", out=str(prepared), labels="sample", model=model, k=args.k, temperature=0.8,
-                       max_new_tokens=args.max_new_tokens, batch_size=args.k * 8, limit=args.train_questions,
-                       seed=args.seed, force=True, instruction_in_user=True, targets=args.targets,
-                       styles=tuple(args.styles.split(","))),
-        progress=_progress_fn(console)))
+    prep = timed("prepare", lambda: prepare_arith_samples(
+        prepared, limit=args.train_questions, k=args.k, max_new_tokens=args.max_new_tokens, seed=args.seed,
+        styles=args.styles.split(","), targets=args.targets, console=console, force=True))
 
     def train(name: str, extra: list[str]) -> Path:
         run = work / name
