@@ -422,8 +422,9 @@ class _BatchReward:
         if ids is not None:
             return _solution_tokens_from_ids(ids, tok, forced_budget)
         full = prefill(forced_budget) + text if forced_budget is not None else text
-        n = count_solution_tokens(encode_completion(tok, full), tok)
-        return n if n is not None else len(encode_completion(tok, full))
+        ids = encode_completion(tok, full)
+        n = count_solution_tokens(ids, tok)
+        return n if n is not None else len(ids)
 
     def _completion_tokens(self, text: str, ids: Any) -> int:
         if ids is not None:

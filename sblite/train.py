@@ -173,11 +173,11 @@ def prefill_budgets(ids: list[str], cfg: Recipe) -> dict[str, int]:
     return out
 
 
-def trl_prompt_text(tokenizer, prompt: str) -> str:
+def trl_prompt_text(tokenizer, prompt: str, want: list[int] | None = None) -> str:
     """``prompt`` as the text to hand TRL, which tokenizes a text prompt as ``tokenizer(text=...)``: the
     result must give exactly ``protocol.encode_prompt``'s ids. A tokenizer that adds its BOS to a template
     that already opens with it gets the template's copy removed; any other difference is an error."""
-    want = protocol.encode_prompt(tokenizer, prompt)
+    want = protocol.encode_prompt(tokenizer, prompt) if want is None else want
     candidates = [prompt]
     bos = getattr(tokenizer, "bos_token", None)
     if bos and prompt.startswith(bos):
@@ -214,7 +214,8 @@ def build_grpo_dataset(
         qid = str(r.get("id", i))
         budget = forced.get(qid)
         text = protocol.render_prompt(tokenizer, r["question"], budget=budget, **_prompt_options(cfg))
-        n = len(protocol.encode_prompt(tokenizer, text))
+        ids = protocol.encode_prompt(tokenizer, text)
+        n = len(ids)
         if n > limit:
             rejects.append(
                 {
@@ -228,7 +229,7 @@ def build_grpo_dataset(
         b = protocol.parse_b_max(r.get("b_max"))
         kept.append(
             {
-                "prompt": trl_prompt_text(tokenizer, text),
+                "prompt": trl_prompt_text(tokenizer, text, ids),
                 "answer": str(r["answer"]),
                 "b_max": int(b) if math.isfinite(b) else None,
                 "level": r.get("level"),
