@@ -66,11 +66,12 @@ def prepare_arith_samples(out: Path, *, limit: int, k: int, max_new_tokens: int,
                           targets: str, console, force: bool = False):  # fmt: skip
     """The reproduction's cold-start data: SmolLM2-135M sampled (T=0.8) on the bundled arith questions."""
     from sblite.data.prepare import PrepareOptions, run_prepare
-    from sblite.demo import _progress_fn
+    from sblite.logs import progress_bars
 
-    return run_prepare(
-        PrepareOptions(dataset="arith", out=str(out), labels="sample", model="builtin:smollm2-135m", k=k,
-                       temperature=0.8, max_new_tokens=max_new_tokens, batch_size=k * 8, limit=limit, seed=seed,
-                       force=force, instruction_in_user=True, targets=targets, styles=tuple(styles)),
-        progress=_progress_fn(console),
-    )  # fmt: skip
+    with progress_bars(console) as progress:
+        return run_prepare(
+            PrepareOptions(dataset="arith", out=str(out), labels="sample", model="builtin:smollm2-135m", k=k,
+                           temperature=0.8, max_new_tokens=max_new_tokens, batch_size=k * 8, limit=limit, seed=seed,
+                           force=force, instruction_in_user=True, targets=targets, styles=tuple(styles)),
+            progress=progress,
+        )  # fmt: skip

@@ -191,7 +191,7 @@ def main() -> None:
             for r in range(args.repeats):
                 shutil.rmtree(work / f"s-{quant}-{r}", ignore_errors=True)
                 (work / f"c-{quant}-{r}.gguf").unlink(missing_ok=True)
-    from sblite.doctor import package_versions
+    from sblite.provenance import package_versions
 
     result = {
         "benchmark": "export",

@@ -83,7 +83,7 @@ def child(backend: str, model_dir: str, data_dir: str, out: str, steps: int, toy
     from rich.console import Console
 
     from sblite.config import load_recipe
-    from sblite.train import run_training
+    from sblite.train.run import run_training
 
     overrides = [
         f"model.name_or_path={model_dir}",

@@ -93,7 +93,7 @@ def boundary_counts(sft_rows, tok, instruction_in_user: bool) -> dict:
 
 
 def evaluate(run_dir: Path, work: Path, n_test: int, budgets: list[int], max_new: int) -> dict:
-    from sblite.evaluate import EvalOptions, run_eval
+    from sblite.eval.run import EvalOptions, run_eval
 
     common = dict(model=str(run_dir), dataset="arith-test", limit=n_test, max_new_tokens=max_new, batch_size=16,
                   plots=False)  # fmt: skip
@@ -127,8 +127,9 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers import AutoTokenizer
 
-    import sblite.train as train
+    import sblite.train.run as train
     from sblite.config import load_recipe
+    from sblite.data.prepared import load_prepared
     from sblite.models import resolve_model
 
     work = Path(args.work)
@@ -138,7 +139,7 @@ def main() -> None:
     data.mkdir(parents=True, exist_ok=True)
     lengths = write_data(data, tok, args.train, args.seed)
     cfg0 = load_recipe("smollm2-135m")
-    counts = boundary_counts(train.load_prepared(data).sft, tok, cfg0.model.instruction_in_user)
+    counts = boundary_counts(load_prepared(data).sft, tok, cfg0.model.instruction_in_user)
     print(f"rendering lengths (mean tokens): {lengths}; boundary: {counts}", flush=True)
     results = {}
     builders = {"whole": old_build_sft_dataset, "split": train.build_sft_dataset}

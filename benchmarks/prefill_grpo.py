@@ -54,8 +54,8 @@ def main() -> None:
     from rich.console import Console
 
     from sblite.config import load_recipe
-    from sblite.evaluate import EvalOptions, run_eval
-    from sblite.train import run_training
+    from sblite.eval.run import EvalOptions, run_eval
+    from sblite.train.run import run_training
 
     console = Console()
     work = Path(args.work)

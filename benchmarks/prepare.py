@@ -58,7 +58,7 @@ def bench_reference(data_dir: Path) -> dict:
 
 
 def bench_sample(n_questions: int, k: int, max_new_tokens: int, batch_size: int) -> dict:
-    from sblite.generation import generate_batch, load_for_inference
+    from sblite.generate.hf import generate_batch, load_for_inference
     from sblite.protocol import PLAIN_SYSTEM_PROMPT, render_prompt
 
     model, tok = load_for_inference("builtin:smollm2-135m")

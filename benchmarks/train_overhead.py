@@ -1,4 +1,4 @@
-"""What sblite adds to a GRPO run: wall time per optimizer step of the whole ``sblite.train.run_training()``
+"""What sblite adds to a GRPO run: wall time per optimizer step of the whole ``sblite.train.run.run_training()``
 against the whole bare ``trl.GRPOTrainer`` script a user would write, same model, data, reward and settings.
 
     OMP_NUM_THREADS=1 python benchmarks/train_overhead.py                      # 20 steps × 3 rounds, ~3 min
@@ -96,7 +96,7 @@ def child_sblite(settings: dict, out: Path) -> None:
     from rich.console import Console
 
     from sblite.config import load_recipe
-    from sblite.train import run_training
+    from sblite.train.run import run_training
 
     cfg = load_recipe(RECIPE, settings["overrides"] + [f"output_dir={out}"])
     run_training(cfg, console=Console(quiet=True))

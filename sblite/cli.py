@@ -92,7 +92,7 @@ def train_cmd(
     dry_run: Annotated[bool, typer.Option(help="print the resolved, validated recipe and exit")] = False,
 ) -> None:
     """Budget SFT and budget-guided GRPO from a recipe."""
-    from sblite.config import RecipeError, load_recipe
+    from sblite.config import RecipeError, load_recipe_with_sources
 
     overrides = list(set_ or [])
     if backend:
@@ -105,18 +105,22 @@ def train_cmd(
         overrides.append(f"data.path={data}")
     if out:
         overrides.append(f"output_dir={out}")
+    labels = {"model.backend": "--backend", "stages": "--stage", "data.path": "--data", "output_dir": "--out"}
     try:
-        cfg = load_recipe(recipe, overrides)
+        cfg, sources = load_recipe_with_sources(recipe, overrides, labels=labels)
     except RecipeError as err:
         raise fail(str(err)) from None
 
     if dry_run:
-        _print_plan(cfg)
+        _print_plan(cfg, sources)
         return
     if num_processes > 1 and "WORLD_SIZE" not in os.environ:
-        raise typer.Exit(_relaunch(num_processes, recipe, overrides, resume=resume, strict=strict))
+        from sblite.train.launch import relaunch
 
-    from sblite.train import TrainingError, ZeroSignalStop, is_main_process, run_training
+        raise typer.Exit(relaunch(num_processes, recipe, overrides, resume=resume, strict=strict, console=console))
+
+    from sblite.train import TrainingError, ZeroSignalStop
+    from sblite.train.run import is_main_process, run_training
 
     try:
         results = run_training(cfg, resume=resume, strict=strict, console=console)
@@ -134,85 +138,54 @@ def train_cmd(
         console.print(table)
 
 
-def _relaunch(num_processes: int, recipe: str, overrides: list[str], *, resume: bool, strict: bool) -> int:
-    """Re-run this command data-parallel under an existing launcher: `accelerate launch` on CUDA,
-    torch's own elastic launcher (`torchrun`, gloo) on CPU. sblite adds no distribution layer of its own."""
-    import shutil
-    import socket
-    import subprocess
-
-    from sblite.backends import cuda_available
-
-    args = ["-m", "sblite.cli", "train", "--recipe", recipe]
-    for item in overrides:
-        args += ["--set", item]
-    args += ["--resume"] * resume + ["--strict"] * strict
-    if cuda_available() and shutil.which("accelerate"):
-        cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(num_processes), *args]
-    else:
-        with socket.socket() as sock:  # a free port for the gloo rendezvous
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(num_processes),
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(port),
-            *args,
-        ]
-    console.print(f"[bold]launching {num_processes} processes:[/] {' '.join(cmd)}", highlight=False)
-    return subprocess.call(cmd)
-
-
-def _print_plan(cfg) -> None:
+def _print_plan(cfg, sources) -> None:
+    """``sblite train --dry-run``: the recipe with each value's origin, then what each consumer receives."""
+    from rich.pretty import Pretty
     from rich.syntax import Syntax
 
-    from sblite.backends import lora_kwargs, select_backend, unsloth_load_kwargs
-    from sblite.config import dump_recipe
+    from sblite.backends import select_backend
+    from sblite.config import annotated_yaml
+    from sblite.train.plan import train_plan
 
-    console.print(Syntax(dump_recipe(cfg), "yaml", theme="ansi_dark", background_color="default"))
+    console.print(Syntax(annotated_yaml(cfg, sources), "yaml", theme="ansi_dark", background_color="default"))
     try:
         choice = select_backend(cfg.model.backend)
         console.print(f"[bold]backend:[/] {choice.name} ({choice.reason})")
         name = choice.name
     except RuntimeError as err:
-        console.print(
-            f"[bold]backend:[/] {cfg.model.backend} [yellow](not runnable on this machine: {err})[/]"
-        )
+        console.print(f"[bold]backend:[/] {cfg.model.backend} [yellow](not runnable on this machine: {err})[/]")
         name = cfg.model.backend
-    if name == "unsloth":
-        console.print(
-            "[bold]Unsloth FastLanguageModel.from_pretrained:[/]", unsloth_load_kwargs(cfg.model, cfg.lora)
-        )
-        console.print("[bold]Unsloth FastLanguageModel.get_peft_model:[/]", lora_kwargs(cfg.lora))
-    else:
-        console.print("[bold]PEFT LoRA:[/]", lora_kwargs(cfg.lora))
-    console.print(f"[bold]stages:[/] {' → '.join(cfg.stages)}   [bold]run dir:[/] {cfg.resolved_output_dir}")
+    plan = train_plan(cfg)
+    shown = {"model (transformers)": "AutoModelForCausalLM.from_pretrained",
+             "model (unsloth)": "Unsloth FastLanguageModel.from_pretrained"}
+    for key, value in plan.items():
+        if key in shown:
+            if (key == "model (unsloth)") != (name == "unsloth"):
+                continue
+            key = shown[key]
+        console.print(f"[bold]{escape(key)}:[/]", Pretty(value))
     console.print("[green]recipe is valid[/] (dry run: nothing was loaded or trained)")
-
-
-# --- sblite prepare (issue 3) goes here ---
 
 
 @app.command("prepare")
 def prepare_cmd(
     dataset: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="gsm8k, gsm8k-test, math, math500, svamp, a .jsonl/.json/.parquet/.csv file, or hf:owner/name[:split]"
+            " [recipe data.source]"
         ),
-    ],
-    out: Annotated[str, typer.Option(help="output directory (sft/grpo/rejects .jsonl, report.json)")],
+    ] = None,
+    out: Annotated[str | None, typer.Option(
+        help="output directory (sft/grpo/rejects .jsonl, report.json) [data.path]")] = None,
+    recipe: Annotated[str | None, typer.Option(
+        help="take defaults from this recipe's data: and model: sections (what `sblite train` will read)")] = None,
     labels: Annotated[
-        str, typer.Option(help="reference (offline, reference solutions) or sample (base model)")
-    ] = "reference",
+        str | None, typer.Option(help="reference (offline, reference solutions) or sample (base model) [data.labels]")
+    ] = None,
     model: Annotated[
-        str | None, typer.Option(help="model to sample from: builtin:smollm2-135m, a directory, a hub id")
+        str | None, typer.Option(help="model to sample from: builtin:smollm2-135m, a directory, a hub id "
+                                 "[model.name_or_path]")
     ] = None,
     tokenizer: Annotated[
         str | None, typer.Option(help="tokenizer that counts budgets (default: the model's)")
@@ -224,8 +197,8 @@ def prepare_cmd(
         int, typer.Option(help="longest response sampled; longer ones count as wrong")
     ] = 512,
     batch_size: Annotated[int, typer.Option(help="questions per generation batch (sample mode)")] = 8,
-    limit: Annotated[int | None, typer.Option(help="read only the first N records")] = None,
-    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    limit: Annotated[int | None, typer.Option(help="read only the first N records [data.limit]")] = None,
+    seed: Annotated[int | None, typer.Option(help="sampling seed [data.seed]")] = None,
     question_field: Annotated[str | None, typer.Option(help="record key of the question")] = None,
     answer_field: Annotated[str | None, typer.Option(help="record key of the gold answer")] = None,
     solution_field: Annotated[str | None, typer.Option(help="record key of the reference solution")] = None,
@@ -236,10 +209,11 @@ def prepare_cmd(
         typer.Option(help="local copies of known datasets (default: $SBLITE_DATA, ../shared/data)"),
     ] = None,
     instruction_in_user: Annotated[
-        bool, typer.Option(help="put the instruction in the user turn (small models)")
-    ] = False,
+        bool | None, typer.Option("--instruction-in-user/--no-instruction-in-user",
+                                  help="put the instruction in the user turn (small models) [model.instruction_in_user]")
+    ] = None,
     max_prompt_tokens: Annotated[
-        int | None, typer.Option(help="reject questions whose prompt is longer")
+        int | None, typer.Option(help="reject questions whose prompt is longer [data.max_prompt_length]")
     ] = None,
     styles: Annotated[
         str, typer.Option(help="sample mode: instructions to sample under, comma-separated: plain, brief")
@@ -251,25 +225,39 @@ def prepare_cmd(
         str, typer.Option(help="sampling engine: auto (vLLM on a GPU when installed), hf, vllm")
     ] = "auto",
     force: Annotated[bool, typer.Option(help="overwrite a non-empty --out")] = False,
+    dry_run: Annotated[bool, typer.Option(help="print the resolved settings and where each came from, and exit")] = False,
 ) -> None:
-    """Label a dataset with budgets and difficulty: sft.jsonl, grpo.jsonl, rejects.jsonl, report.json."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Label a dataset with budgets and difficulty: sft.jsonl, grpo.jsonl, rejects.jsonl, report.json.
 
-    from sblite.data.prepare import PrepareError, PrepareOptions, render_report, run_prepare
+    With ``--recipe``, options left out come from its ``data:``/``model:`` sections, so the directory written is
+    the one ``sblite train --recipe`` reads."""
+    from sblite.config import RecipeError
+    from sblite.options import PREPARE, find_command_recipe, resolve
+
+    cli = dict(dataset=dataset, out=out, labels=labels, limit=limit, seed=seed, max_prompt_tokens=max_prompt_tokens,
+               model=model, instruction_in_user=instruction_in_user)
+    try:
+        settings = resolve(PREPARE, cli, *find_command_recipe(recipe))
+    except RecipeError as err:
+        raise fail(str(err)) from None
+    for option, key in (("dataset", "data.source"), ("out", "data.path")):
+        if settings[option] is None:
+            raise fail(f"--{option} is missing: give --{option}, or a --recipe whose {key} is set")
+    if dry_run:
+        _print_settings("sblite prepare", settings)
+        return
+    from sblite.data.prepare import PrepareError, PrepareOptions, run_prepare
+    from sblite.data.report import render_report
+    from sblite.logs import progress_bars
 
     opts = PrepareOptions(
-        dataset=dataset,
-        out=out,
-        labels=labels,
-        model=model,
+        **settings.values,
         tokenizer=tokenizer,
         k=k,
         temperature=temperature,
         top_p=top_p,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
-        limit=limit,
-        seed=seed,
         question_field=question_field,
         answer_field=answer_field,
         solution_field=solution_field,
@@ -277,37 +265,21 @@ def prepare_cmd(
         id_field=id_field,
         data_dir=data_dir,
         force=force,
-        instruction_in_user=instruction_in_user,
-        max_prompt_tokens=max_prompt_tokens,
         styles=tuple(s.strip() for s in styles.split(",") if s.strip()),
         targets=targets,
         backend=backend,
         command=sys.argv[1:],
+        sources=settings.sources,
     )
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=False) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, advance: int, total: int | None) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            elif total is not None:
-                bar.update(tasks[stage], total=total)
-            if advance:
-                bar.advance(tasks[stage], advance)
-
-        try:
+    try:
+        with progress_bars(err_console) as progress:
             result = run_prepare(opts, progress=progress)
-        except PrepareError as err:
-            bar.stop()
-            raise fail(str(err)) from None
+    except PrepareError as err:
+        raise fail(str(err)) from None
     console.print(render_report(result.report))
     console.print(
         f"[green]wrote[/] {escape(str(result.out))}: sft.jsonl, grpo.jsonl, rejects.jsonl, report.json"
     )
-
-
-# --- sblite merge / export (issue 7) go here ---
 
 
 def _mb(n: int) -> str:
@@ -318,15 +290,28 @@ def _mb(n: int) -> str:
 def merge_cmd(
     src: Annotated[str, typer.Argument(help="RUN_DIR (newest stage) or a LoRA adapter directory")],
     out: Annotated[str, typer.Option(help="directory for the merged model (safetensors + tokenizer)")],
-    dtype: Annotated[str, typer.Option(help="bf16, f16, f32 or auto (the base model's)")] = "auto",
+    dtype: Annotated[str | None, typer.Option(
+        help="bf16, f16, f32 or auto (the base model's) [export.merge_dtype of the run's recipe]")] = None,
+    recipe: Annotated[str | None, typer.Option(help="take --dtype's default from this recipe's export: section")] = None,
     force: Annotated[bool, typer.Option(help="overwrite a non-empty --out")] = False,
+    dry_run: Annotated[bool, typer.Option(help="print the resolved settings and where each came from, and exit")] = False,
 ) -> None:
     """Merge a trained LoRA adapter into its base model; checks merged logits against the adapter's."""
+    from sblite.config import RecipeError
+    from sblite.options import EXPORT, find_command_recipe, resolve
+
+    try:
+        settings = resolve({"dtype": EXPORT["dtype"]}, {"dtype": dtype}, *find_command_recipe(recipe, src))
+    except RecipeError as err:
+        raise fail(str(err)) from None
+    if dry_run:
+        _print_settings("sblite merge", settings)
+        return
     from sblite.export import ExportError, merge_adapter
 
     try:
         with console.status("merging…") as status:
-            result = merge_adapter(src, out, dtype, force, log=lambda m: status.update(escape(m)))
+            result = merge_adapter(src, out, settings["dtype"], force, log=lambda m: status.update(escape(m)))
     except (ExportError, OSError) as err:
         raise fail(str(err)) from None
     c = result.check
@@ -344,21 +329,40 @@ def export_cmd(
     src: Annotated[str, typer.Argument(help="merged/full MODEL_DIR, builtin: name, RUN_DIR or adapter dir")],
     out: Annotated[str, typer.Option(help="output directory for NAME-QUANT.gguf (+ merged/ for a run)")],
     gguf: Annotated[bool, typer.Option("--gguf", help="export GGUF (the only format today)")] = False,
-    quant: Annotated[
-        str, typer.Option(help="f32, f16, bf16, q8_0 (no llama.cpp needed); q4_k_m, q5_k_m, q6_k, … (llama.cpp)")
-    ] = "f16",
-    ollama: Annotated[bool, typer.Option("--ollama", help="also write an Ollama Modelfile")] = False,
-    verify: Annotated[bool, typer.Option(help="check the file with transformers and llama.cpp")] = True,
-    dtype: Annotated[str, typer.Option(help="merge dtype when SRC is a run: bf16, f16, f32, auto")] = "auto",
+    recipe: Annotated[str | None, typer.Option(help="take defaults from this recipe's export: section "
+                                               "(default: the run's own recipe when SRC is a run)")] = None,
+    quant: Annotated[str | None, typer.Option(
+        help="f32, f16, bf16, q8_0 (no llama.cpp needed); q4_k_m, q5_k_m, q6_k, … (llama.cpp) [export.quant]")] = None,
+    ollama: Annotated[bool | None, typer.Option("--ollama/--no-ollama",
+                                                help="also write an Ollama Modelfile [export.ollama]")] = None,
+    verify: Annotated[bool | None, typer.Option("--verify/--no-verify",
+                                                help="check the file with transformers and llama.cpp [export.verify]")] = None,
+    dtype: Annotated[str | None, typer.Option(help="merge dtype when SRC is a run: bf16, f16, f32, auto "
+                                              "[export.merge_dtype]")] = None,
     force: Annotated[bool, typer.Option(help="overwrite existing outputs")] = False,
+    dry_run: Annotated[bool, typer.Option(help="print the resolved settings and where each came from, and exit")] = False,
 ) -> None:
-    """Export a model to GGUF (merging a run first), verified by transformers and llama.cpp."""
+    """Export a model to GGUF (merging a run first), verified by transformers and llama.cpp.
+
+    Options left out come from the recipe's ``export:`` section (``--recipe``, or the run's own recipe)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sblite.export import ExportError, VerificationError, export_gguf
+    from sblite.config import RecipeError
+    from sblite.options import EXPORT, find_command_recipe, resolve
 
     if not gguf:
         raise fail("choose a format: --gguf")
+    try:
+        settings = resolve(EXPORT, dict(quant=quant, ollama=ollama, verify=verify, dtype=dtype),
+                           *find_command_recipe(recipe, src))
+    except RecipeError as err:
+        raise fail(str(err)) from None
+    if dry_run:
+        _print_settings("sblite export", settings)
+        return
+    from sblite.export import ExportError, VerificationError, export_gguf
+
+    quant = settings["quant"]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task("preparing", total=None)
@@ -370,8 +374,8 @@ def export_cmd(
             bar.update(task, description=escape(message))
 
         try:
-            result = export_gguf(src, out, quant, ollama=ollama, verify=verify, force=force, dtype=dtype,
-                                 progress=progress, log=log)
+            result = export_gguf(src, out, quant, ollama=settings["ollama"], verify=settings["verify"], force=force,
+                                 dtype=settings["dtype"], progress=progress, log=log)
             failure = None
         except VerificationError as err:
             result, failure = err.result, str(err)
@@ -423,43 +427,60 @@ def _print_export(result) -> None:
     console.print(table)
 
 
-# --- sblite eval / generate (issue 6) go here ---
-
-
 @app.command("eval")
 def eval_cmd(
-    dataset: Annotated[str, typer.Option(help="as in `sblite prepare` (gsm8k-test, math500, a file, hf:…) or a prepared DIR")],
     out: Annotated[str, typer.Option(help="output dir: results.json, report.md, PNG plots")],
     model: Annotated[str | None, typer.Option(help="RUN_DIR, adapter dir, model dir, builtin: name or hub id")] = None,
     gguf: Annotated[str | None, typer.Option(help="evaluate a GGUF file instead (llama.cpp when installed)")] = None,
-    mode: Annotated[str, typer.Option(help="self (model states its budget), prefill (sweep --budgets), none (plain)")] = "self",
-    budgets: Annotated[str, typer.Option(help="comma-separated budgets for --mode prefill")] = "64,128,256,512",
+    recipe: Annotated[str | None, typer.Option(help="take defaults from this recipe's eval: section "
+                                               "(default: the run's own recipe when --model is a RUN_DIR)")] = None,
+    dataset: Annotated[str | None, typer.Option(help="as in `sblite prepare` (gsm8k-test, math500, a file, hf:…) "
+                                                "or a prepared DIR [recipe eval.dataset]")] = None,
+    mode: Annotated[str | None, typer.Option(help="self (model states its budget), prefill (sweep --budgets), "
+                                             "none (plain) [eval.mode]")] = None,
+    budgets: Annotated[str | None, typer.Option(help="comma-separated budgets for --mode prefill [eval.budgets]")] = None,
     style: Annotated[str, typer.Option(help="--mode none: the instruction, plain (step by step) or brief")] = "plain",
-    n_samples: Annotated[int, typer.Option(help="samples per question (pass@1 is their mean)")] = 1,
-    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
-    limit: Annotated[int | None, typer.Option(help="first N valid questions")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="generation cap per sample")] = 512,
-    batch_size: Annotated[int, typer.Option(help="prompts per generation batch")] = 16,
+    n_samples: Annotated[int | None, typer.Option(help="samples per question (pass@1 is their mean) [eval.n_samples]")] = None,
+    temperature: Annotated[float | None, typer.Option(help="0 = greedy [eval.temperature]")] = None,
+    limit: Annotated[int | None, typer.Option(help="first N valid questions [eval.limit]")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="generation cap per sample [eval.max_new_tokens]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="prompts per generation batch [eval.batch_size]")] = None,
     baseline: Annotated[str | None, typer.Option(help="results.json of a --mode none run, for compression")] = None,
     data_dir: Annotated[str | None, typer.Option(help="where known dataset names live (default $SBLITE_DATA)")] = None,
     stage: Annotated[str | None, typer.Option(help="sft or grpo inside a RUN_DIR (default: newest)")] = None,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     question_field: Annotated[str | None, typer.Option(help="question column of a custom file")] = None,
     answer_field: Annotated[str | None, typer.Option(help="answer column of a custom file")] = None,
+    dry_run: Annotated[bool, typer.Option(help="print the resolved settings and where each came from, and exit")] = False,
 ) -> None:
-    """Accuracy, length, compression and budget adherence on a dataset; writes a report and plots."""
-    from sblite.evaluate import EvalError, EvalOptions, run_eval
+    """Accuracy, length, compression and budget adherence on a dataset; writes a report and plots.
+
+    Options left out come from the recipe's ``eval:`` section (``--recipe``, or the run's own recipe)."""
+    from sblite.config import RecipeError
+    from sblite.options import EVAL, find_command_recipe, resolve
 
     if (model is None) == (gguf is None):
         raise fail("give exactly one of --model and --gguf")
+    budget_list = None
+    if budgets is not None:
+        try:
+            budget_list = [int(b) for b in budgets.split(",") if b.strip()]
+        except ValueError:
+            raise fail(f"--budgets {budgets!r}: give comma-separated whole numbers, e.g. 64,128,256") from None
+    cli = dict(dataset=dataset, limit=limit, mode=mode, budgets=budget_list, n_samples=n_samples,
+               temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size)
     try:
-        budget_list = [int(b) for b in budgets.split(",") if b.strip()]
-    except ValueError:
-        raise fail(f"--budgets {budgets!r}: give comma-separated whole numbers, e.g. 64,128,256") from None
-    opts = EvalOptions(model=model or "", gguf=gguf, dataset=dataset, out=out, mode=mode, budgets=budget_list, n_samples=n_samples,
-                       temperature=temperature, limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                       baseline=baseline, data_dir=data_dir, stage=stage, seed=seed,
-                       question_field=question_field, answer_field=answer_field, style=style)
+        settings = resolve(EVAL, cli, *find_command_recipe(recipe, model))
+    except RecipeError as err:
+        raise fail(str(err)) from None
+    if dry_run:
+        _print_settings("sblite eval", settings)
+        return
+    from sblite.eval.run import EvalError, EvalOptions, run_eval
+
+    opts = EvalOptions(model=model or "", gguf=gguf, out=out, baseline=baseline, data_dir=data_dir, stage=stage,
+                       seed=seed, question_field=question_field, answer_field=answer_field, style=style,
+                       sources=settings.sources, **settings.values)
     try:
         result = run_eval(opts, console=console)
     except (EvalError, FileNotFoundError, OSError) as err:
@@ -467,25 +488,22 @@ def eval_cmd(
     _print_eval(result, out)
 
 
-def _gguf_stream(path: str, question: str, kwargs: dict):
-    """Stream from a GGUF with llama.cpp when it is installed, else with transformers reading the GGUF."""
-    from sblite.generate import stream_answer, stream_answer_gguf
-    from sblite.inference import load_gguf_tokenizer, load_gguf_with_transformers, resolve_gguf
-    from sblite.llamacpp import available
+def _print_settings(command: str, settings) -> None:
+    """The resolved options of a command and where each came from (its ``--dry-run``), one per line as
+    ``option: value  # source`` like ``sblite train --dry-run``'s recipe."""
+    import yaml
 
-    spec = resolve_gguf(path)
-    tok = load_gguf_tokenizer(spec)
-    if available():
-        return stream_answer_gguf(spec.path, tok, question, instruction_in_user=spec.instruction_in_user,
-                                  **kwargs), f"{spec.label} (llama.cpp)"
-    with console.status(f"loading {spec.label} with transformers (llama-cpp-python is not installed)…"):
-        model = load_gguf_with_transformers(spec)
-    return stream_answer(model, tok, question, instruction_in_user=spec.instruction_in_user,
-                         **kwargs), f"{spec.label} (transformers)"
+    title = f"{command}: resolved settings" + (f" (recipe {settings.recipe})" if settings.recipe else "")
+    console.print(f"[bold]{escape(title)}[/]")
+    for option, value in settings.values.items():
+        text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+        console.print(f"{option}: {escape(text)}  [dim]# {escape(settings.sources[option])}[/]", highlight=False,
+                      soft_wrap=True)
+    console.print("[green]dry run:[/] nothing was loaded or written")
 
 
 def _print_eval(result: dict, out: str) -> None:
-    from sblite.evaluate import ROW_COLUMNS, _fmt
+    from sblite.eval.run import ROW_COLUMNS, _fmt
 
     shown = {"n", "accuracy", "format_rate", "mean_generated_tokens", "mean_tokens", "compression", "mean_budget",
              "adherence_50",
@@ -521,8 +539,8 @@ def generate_cmd(
     import threading
 
     from sblite import protocol
-    from sblite.generate import render_live, stream_answer, summary_line
-    from sblite.inference import load_model, resolve_model_spec
+    from sblite.generate.loading import load_model, resolve_model_spec
+    from sblite.generate.stream import render_live, stream_answer, stream_gguf_answer, summary_line
     from sblite.logs import quiet_libraries
 
     quiet_libraries()
@@ -532,7 +550,7 @@ def generate_cmd(
     kwargs = dict(budget=budget, max_new_tokens=max_new_tokens, temperature=temperature, stop_event=stop)
     try:
         if gguf:
-            stream, label = _gguf_stream(gguf, question, kwargs)
+            stream, label = stream_gguf_answer(gguf, question, status=console.status, **kwargs)
         else:
             spec = resolve_model_spec(model, stage=stage)
             label = spec.label or spec.base

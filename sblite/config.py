@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -31,7 +31,7 @@ class _Strict(BaseModel):
 # ------------------------------------------------------------------------------------------------ sections
 
 
-class ModelConfig(_Strict):
+class ModelSection(_Strict):
     """Which model, and how it is loaded. ``backend: auto`` picks Unsloth on CUDA when it imports, else HF."""
 
     name_or_path: str = Field(
@@ -52,7 +52,7 @@ class ModelConfig(_Strict):
     gpu_memory_utilization: float = Field(0.6, gt=0, le=1)
 
 
-class LoraConfig(_Strict):
+class LoraSection(_Strict):
     enabled: bool = True
     r: int = Field(16, ge=1)
     alpha: int = Field(32, ge=1)
@@ -64,7 +64,7 @@ class LoraConfig(_Strict):
     use_gradient_checkpointing: bool | Literal["unsloth"] = "unsloth"
 
 
-class DataConfig(_Strict):
+class DataSection(_Strict):
     """The prepared data (``sblite prepare`` output) and how it becomes prompts."""
 
     path: str | None = Field(None, description="a `sblite prepare` output dir; `--data` overrides")
@@ -75,8 +75,16 @@ class DataConfig(_Strict):
     seed: int = 0
 
 
-class _TrainerKnobs(_Strict):
-    """Knobs shared by both TRL trainers (``transformers.TrainingArguments``)."""
+class _TrainerStage(_Strict):
+    """Knobs shared by both TRL trainers (``transformers.TrainingArguments``).
+
+    Every field of a stage section is a TRL config field of the same name and reaches TRL through
+    ``sblite.train.trl_args.trl_config`` — except the ones named in ``SBLITE_ONLY``, which sblite consumes
+    itself. Adding a TRL knob is adding a field here (or in the stage class); nothing else changes.
+    """
+
+    #: fields sblite reads itself instead of passing to TRL (``trl_args`` is merged in verbatim)
+    SBLITE_ONLY: ClassVar[frozenset[str]] = frozenset({"trl_args"})
 
     learning_rate: float = Field(1e-4, gt=0)
     max_steps: int = Field(-1, ge=-1, description="-1: run num_train_epochs")
@@ -100,20 +108,24 @@ class _TrainerKnobs(_Strict):
     )
 
 
-class SFTConfig(_TrainerKnobs):
+class SFTStage(_TrainerStage):
     """Budget SFT (cold start) on the prepared ``<budget>…</budget><solution>…`` targets."""
 
-    enabled: bool = True
     learning_rate: float = Field(2e-4, gt=0)
     max_length: int = Field(1024, ge=16)
     packing: bool = False
     completion_only_loss: bool = True
 
 
-class GRPOConfig(_TrainerKnobs):
+class GRPOStage(_TrainerStage):
     """Budget-guided GRPO. Defaults suit a length objective: dr_grpo loss, truncated completions masked."""
 
-    enabled: bool = True
+    #: completion_headroom: the length check before loading (train/datasets.check_completion_length);
+    #: prefill_*: which prompts get a forced budget (train/datasets.prefill_budgets)
+    SBLITE_ONLY: ClassVar[frozenset[str]] = frozenset(
+        {"trl_args", "completion_headroom", "prefill_fraction", "prefill_range"}
+    )
+
     learning_rate: float = Field(1e-6, gt=0)
     num_generations: int = Field(8, description="completions sampled per prompt (the GRPO group)")
     max_completion_length: int = Field(1024, ge=8)
@@ -144,7 +156,7 @@ class GRPOConfig(_TrainerKnobs):
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
 
     @model_validator(mode="after")
-    def _prefill_range(self) -> GRPOConfig:
+    def _prefill_range(self) -> GRPOStage:
         lo, hi = self.prefill_range
         if not 1 <= lo <= hi or (self.prefill_fraction > 0 and hi > self.max_completion_length):
             raise ValueError(
@@ -209,6 +221,16 @@ class RewardSection(RewardConfig):
     funcs: list[str] = Field(default_factory=lambda: ["selfbudgeter"], min_length=1)
     weights: list[float] | None = None
 
+    @field_validator("funcs")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        from sblite.rewards import REWARDS  # light: no torch; imported here to keep config first in the graph
+
+        unknown = [name for name in v if name not in REWARDS]
+        if unknown:
+            raise ValueError(f"unknown reward {', '.join(map(repr, unknown))}; known rewards: {', '.join(REWARDS)}")
+        return v
+
     @model_validator(mode="after")
     def _weights_match(self) -> RewardSection:
         if self.weights is not None and len(self.weights) != len(self.funcs):
@@ -218,22 +240,42 @@ class RewardSection(RewardConfig):
         return self
 
 
-class EvalConfig(_Strict):
-    dataset: str = "gsm8k-test"
-    limit: int | None = Field(200, ge=1)
+class EvalSection(_Strict):
+    """``sblite eval``'s defaults for this recipe's runs (``sblite eval --model RUN_DIR`` or ``--recipe``)."""
+
+    dataset: str = Field("gsm8k-test", description="as `sblite prepare --dataset`, or a prepared DIR")
+    limit: int | None = Field(None, ge=1, description="first N valid questions; null: all")
     mode: Literal["self", "prefill", "none"] = "self"
-    budgets: list[int] = Field(default_factory=lambda: [64, 128, 256, 512])
+    budgets: list[int] = Field(default_factory=lambda: [64, 128, 256, 512], min_length=1)
     n_samples: int = Field(1, ge=1)
     temperature: float = Field(0.0, ge=0)
-    max_new_tokens: int = Field(1024, ge=8)
+    max_new_tokens: int = Field(512, ge=1)
     batch_size: int = Field(16, ge=1)
 
+    @field_validator("budgets")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(b < 1 for b in v):
+            raise ValueError(f"budgets {v}: every pre-filled budget must be a positive whole number")
+        return v
 
-class ExportConfig(_Strict):
-    quant: Literal["f32", "f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k"] = "q8_0"
-    merge_dtype: Literal["bf16", "f16", "f32"] = "bf16"
-    ollama: bool = False
-    verify: bool = True
+
+class ExportSection(_Strict):
+    """``sblite export``'s defaults for this recipe's runs (``sblite export RUN_DIR`` or ``--recipe``)."""
+
+    quant: str = Field("f16", description="f32/f16/bf16/q8_0 (native) or a llama.cpp quant such as q4_k_m")
+    merge_dtype: Literal["auto", "bf16", "f16", "f32"] = Field("auto", description="auto: the base model's")
+    ollama: bool = Field(False, description="also write an Ollama Modelfile")
+    verify: bool = Field(True, description="check the GGUF with transformers and llama.cpp")
+
+    @field_validator("quant")
+    @classmethod
+    def _known_quant(cls, v: str) -> str:
+        from sblite.export.writer import ALL_QUANTS  # light: the writer imports numpy/gguf only when writing
+
+        if v not in ALL_QUANTS:
+            raise ValueError(f"unknown quant {v!r}; choose one of {', '.join(ALL_QUANTS)}")
+        return v
 
 
 class Recipe(_Strict):
@@ -243,14 +285,14 @@ class Recipe(_Strict):
     description: str = ""
     stages: list[Literal["sft", "grpo"]] = Field(default_factory=lambda: ["sft", "grpo"], min_length=1)
     output_dir: str = "runs/{name}"
-    model: ModelConfig
-    lora: LoraConfig = Field(default_factory=LoraConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    sft: SFTConfig = Field(default_factory=SFTConfig)
-    grpo: GRPOConfig = Field(default_factory=GRPOConfig)
+    model: ModelSection
+    lora: LoraSection = Field(default_factory=LoraSection)
+    data: DataSection = Field(default_factory=DataSection)
+    sft: SFTStage = Field(default_factory=SFTStage)
+    grpo: GRPOStage = Field(default_factory=GRPOStage)
     reward: RewardSection = Field(default_factory=RewardSection)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    export: ExportConfig = Field(default_factory=ExportConfig)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    export: ExportSection = Field(default_factory=ExportSection)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Recipe:
@@ -408,8 +450,30 @@ def load_recipe_dict(
         raise RecipeError(_format_error(err, source, lines_of)) from None
 
 
-def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
+class Sources(dict):
+    """Dotted recipe key → where its value came from: ``FILE:LINE``, a CLI flag (``--data``), ``--set``.
+
+    ``of(key)`` answers for any key, falling back to a parent that was set whole, then ``default``."""
+
+    def of(self, key: str) -> str:
+        parts = key.split(".")
+        for n in range(len(parts), 0, -1):
+            if (found := self.get(".".join(parts[:n]))) is not None:
+                return found
+        return "default"
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | None = None, *,
+                labels: dict[str, str] | None = None) -> Recipe:
     """Load, override and validate a recipe by name or path; raises ``RecipeError`` with a one-line fix."""
+    return load_recipe_with_sources(name_or_path, overrides, labels=labels)[0]
+
+
+def load_recipe_with_sources(
+    name_or_path: str, overrides: list[str] | None = None, *, labels: dict[str, str] | None = None
+) -> tuple[Recipe, Sources]:
+    """``load_recipe`` plus where each value came from. ``labels`` names the CLI flag behind an override
+    key (``{"data.path": "--data"}``); other overrides are ``--set``."""
     path = find_recipe(name_or_path)
     text = path.read_text(encoding="utf-8")
     try:
@@ -422,7 +486,33 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
         raise RecipeError(f"{path}: a recipe is a YAML mapping with sections model, sft, grpo, …")
     raw.setdefault("name", path.stem)
     apply_overrides(raw, overrides or [])
-    return load_recipe_dict(raw, source=str(path), lines_of=key_lines(text))
+    lines = key_lines(text)
+    sections = {key[:n] for key in lines for n in range(1, len(key))}  # only values carry an origin
+    shown = os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd().resolve()) else str(path)
+    sources = Sources({".".join(k): f"{shown}:{line}" for k, line in lines.items() if k not in sections})
+    for item in overrides or []:
+        key = item.partition("=")[0].strip()
+        sources[key] = (labels or {}).get(key, "--set")
+    return load_recipe_dict(raw, source=str(path), lines_of=lines), sources
+
+
+def annotated_yaml(recipe: Recipe, sources: Sources) -> str:
+    """The resolved recipe as YAML with each value's origin as a trailing comment (``--dry-run``)."""
+    out: list[str] = []
+
+    def walk(node: dict[str, Any], prefix: str, indent: int) -> None:
+        for key, value in node.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, dict) and value:
+                out.append(f"{'  ' * indent}{key}:")
+                walk(value, dotted + ".", indent + 1)
+                continue
+            text = yaml.safe_dump(value, default_flow_style=True, width=10_000, allow_unicode=True).strip()
+            text = text.removesuffix("\n...").removesuffix("...").strip()
+            out.append(f"{'  ' * indent}{key}: {text}  # {sources.of(dotted)}")
+
+    walk(recipe.model_dump(mode="json"), "", 0)
+    return "\n".join(out) + "\n"
 
 
 def dump_recipe(recipe: Recipe) -> str:

@@ -41,7 +41,7 @@ class DemoOptions:
     targets: str = "all"
     grpo_steps: int = 6
     max_new_tokens: int = 160
-    quant: str = "q8_0"
+    quant: str | None = None  # None: the recipe's export.quant
     seed: int = 0
     force: bool = False
 
@@ -59,12 +59,16 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     """Run every step; returns the summary written to ``OUT/demo.json``."""
     from rich.console import Console
 
-    from sblite.config import load_recipe
+    from sblite.config import load_recipe_with_sources
     from sblite.data.prepare import PrepareOptions, run_prepare
-    from sblite.evaluate import EvalOptions, run_eval
-    from sblite.train import run_training
+    from sblite.eval.run import EvalOptions, run_eval
+    from sblite.logs import progress_bars, quiet_libraries
+    from sblite.options import EVAL, EXPORT, PREPARE, resolve
+    from sblite.rundir import RunDir
+    from sblite.train.run import run_training
 
     console = console or Console()
+    quiet_libraries()
     out = Path(opts.out)
     if out.exists() and any(out.iterdir()) and not opts.force:
         raise FileExistsError(f"{out} is not empty; pass --force to overwrite it or choose another --out")
@@ -72,44 +76,54 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     timings: dict[str, float] = {}
     total = 5
     t_all = time.perf_counter()
+    prepared, run = out / "prepared", RunDir(out / "run")
+    # the demo's own sizes win; everything else comes from the recipe, as `sblite <command> --recipe` would
+    recipe, sources = load_recipe_with_sources(opts.recipe, [
+        f"data.path={prepared}", f"output_dir={run}", f"sft.num_train_epochs={opts.sft_epochs}",
+        f"grpo.max_steps={opts.grpo_steps}", "grpo.num_completions_to_print=1", f"model.name_or_path={opts.model}",
+    ], labels=dict.fromkeys(("data.path", "output_dir", "sft.num_train_epochs", "grpo.max_steps",
+                             "grpo.num_completions_to_print", "model.name_or_path"), "sblite demo"))
+    demo_flags = dict.fromkeys(("dataset", "out", "labels", "limit", "seed", "max_new_tokens", "quant"), "sblite demo")
+    settings = {
+        "prepare": resolve(PREPARE, dict(dataset="arith", out=str(prepared), labels="sample",
+                                         limit=opts.train_questions, seed=opts.seed), recipe, sources, flags=demo_flags),
+        "eval": resolve(EVAL, dict(dataset="arith-test", limit=opts.eval_questions, max_new_tokens=opts.max_new_tokens),
+                        recipe, sources, flags=demo_flags),
+        "export": resolve(EXPORT, dict(quant=opts.quant), recipe, sources, flags=demo_flags),
+    }
 
     t = _stage(console, 1, total, f"prepare: {opts.k} samples × {opts.train_questions} questions from {opts.model}")
-    prepared = out / "prepared"
-    prep = run_prepare(
-        PrepareOptions(dataset="arith", out=str(prepared), labels="sample", model=opts.model,
-                       k=opts.k, temperature=0.8, max_new_tokens=opts.max_new_tokens, batch_size=opts.k * 8,
-                       limit=opts.train_questions, seed=opts.seed, force=True, instruction_in_user=True,
-                       styles=opts.styles, targets=opts.targets),
-        progress=_progress_fn(console),
-    )
+    with progress_bars(console) as progress:
+        prep = run_prepare(
+            PrepareOptions(**settings["prepare"].values, k=opts.k, temperature=0.8, max_new_tokens=opts.max_new_tokens,
+                           batch_size=opts.k * 8, force=True, styles=opts.styles, targets=opts.targets,
+                           sources=settings["prepare"].sources),
+            progress=progress,
+        )
     timings["prepare"] = time.perf_counter() - t
     console.print(f"prepared: {prep.sft} SFT rows, {prep.grpo} GRPO prompts")
 
     t = _stage(console, 2, total, "train: budget SFT → budget-guided GRPO")
-    run_dir = out / "run"
-    cfg = load_recipe(opts.recipe, [
-        f"data.path={prepared}", f"output_dir={run_dir}", f"sft.num_train_epochs={opts.sft_epochs}",
-        f"grpo.max_steps={opts.grpo_steps}", "grpo.num_completions_to_print=1", f"model.name_or_path={opts.model}",
-    ])
-    run_training(cfg, resume=(run_dir / "recipe.resolved.yaml").exists(), console=console)
+    run_training(recipe, resume=run.recipe_file.exists(), console=console)
     timings["train"] = time.perf_counter() - t
 
-    t = _stage(console, 3, total, f"eval: base vs trained on {opts.eval_questions} held-out problems")
-    test = "arith-test"
-    common = dict(dataset=test, limit=opts.eval_questions, max_new_tokens=opts.max_new_tokens, batch_size=16,
-                  seed=opts.seed, instruction_in_user=True)
+    e = settings["eval"]
+    t = _stage(console, 3, total, f"eval: base vs trained on {e['limit']} held-out problems")
+    common = {k: v for k, v in e.values.items() if k != "mode"}  # each row below picks its own mode
+    common.update(seed=opts.seed, instruction_in_user=recipe.model.instruction_in_user, sources=e.sources)
     base = run_eval(EvalOptions(model=opts.model, out=str(out / "eval-base"), mode="none", **common), console)
     baseline = str(out / "eval-base" / "results.json")
     brief = run_eval(EvalOptions(model=opts.model, out=str(out / "eval-base-brief"), mode="none", style="brief",
                                  baseline=baseline, **common), console)
-    sft = run_eval(EvalOptions(model=str(run_dir), stage="sft", out=str(out / "eval-sft"), mode="self",
+    sft = run_eval(EvalOptions(model=str(run), stage="sft", out=str(out / "eval-sft"), mode="self",
                                baseline=baseline, **common), console)
-    trained = run_eval(EvalOptions(model=str(run_dir), out=str(out / "eval-trained"), mode="self",
+    trained = run_eval(EvalOptions(model=str(run), out=str(out / "eval-trained"), mode="self",
                                    baseline=baseline, **common), console)
     timings["eval"] = time.perf_counter() - t
 
-    t = _stage(console, 4, total, f"export: merge → GGUF {opts.quant} → verify")
-    exported = _export(run_dir, out / "export", opts.quant, console)
+    x = settings["export"]
+    t = _stage(console, 4, total, f"export: merge → GGUF {x['quant']} → verify")
+    exported = _export(run.root, out / "export", x, console)
     timings["export"] = time.perf_counter() - t
 
     t = _stage(console, 5, total, "generate: one answer, budget first")
@@ -119,6 +133,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     timings["total"] = time.perf_counter() - t_all
     summary = {
         "options": vars(opts),
+        "settings": {name: s.to_json() for name, s in settings.items()},
         "timings_s": timings,
         "prepared": prep.report.get("counts", {}),
         "base": base["summary"]["overall"],
@@ -135,32 +150,14 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     return summary
 
 
-def _progress_fn(console):
-    """Adapter from ``run_prepare``'s ``progress(stage, advance, total)`` callback to a rich progress bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=console)
-    tasks: dict[str, Any] = {}
-
-    def update(stage: str, advance: int, total: int | None) -> None:
-        if not progress.live.is_started:
-            progress.start()
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total)
-        progress.update(tasks[stage], advance=advance, total=total)
-        if all(progress.tasks[i].finished for i in tasks.values()):
-            progress.stop()
-
-    return update
-
-
-def _export(run_dir: Path, out: Path, quant: str, console) -> dict[str, Any]:
-    """Merge the run, write the GGUF and verify it (transformers, and llama.cpp when installed)."""
+def _export(run_dir: Path, out: Path, settings, console) -> dict[str, Any]:
+    """Merge the run, write the GGUF and verify it (transformers, and llama.cpp when installed), as the
+    recipe's ``export:`` section says."""
     from sblite.export import export_gguf, result_json
 
     with console.status("exporting…") as status:
-        result = export_gguf(str(run_dir), str(out), quant=quant, ollama=True, verify=True, force=True,
+        result = export_gguf(str(run_dir), str(out), quant=settings["quant"], ollama=settings["ollama"],
+                             verify=settings["verify"], dtype=settings["dtype"], force=True,
                              log=lambda m: status.update(m))
     info = result_json(result)
     v = info.get("verification") or {}
@@ -182,15 +179,15 @@ def _generate(exported: dict[str, Any], console) -> dict[str, Any]:
 
     from rich.live import Live
 
-    from sblite import llamacpp
-    from sblite.generate import render_live, stream_answer, stream_answer_gguf, summary_line
-    from sblite.inference import load_gguf_tokenizer, load_gguf_with_transformers, resolve_gguf
+    from sblite.generate import llamacpp
+    from sblite.generate.loading import load_gguf_tokenizer, load_gguf_with_transformers, resolve_gguf
+    from sblite.generate.stream import render_live, stream_answer, stream_answer_llamacpp, summary_line
 
     spec = resolve_gguf(exported["gguf"])
     tok = load_gguf_tokenizer(spec)
     kwargs = dict(max_new_tokens=160, instruction_in_user=spec.instruction_in_user, stop_event=threading.Event())
     if llamacpp.available():
-        stream = stream_answer_gguf(spec.path, tok, DEMO_QUESTION, **kwargs)
+        stream = stream_answer_llamacpp(spec.path, tok, DEMO_QUESTION, **kwargs)
         source = f"{spec.path} (llama.cpp)"
     else:
         stream = stream_answer(load_gguf_with_transformers(spec), tok, DEMO_QUESTION, **kwargs)
@@ -205,7 +202,7 @@ def _generate(exported: dict[str, Any], console) -> dict[str, Any]:
 
 
 def render_demo_report(summary: dict[str, Any], base: dict, brief: dict, sft: dict, trained: dict) -> str:
-    from sblite.evaluate import markdown_table
+    from sblite.eval.run import markdown_table
 
     t = summary["timings_s"]
     lines = [

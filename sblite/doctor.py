@@ -10,7 +10,6 @@ checking (``sblite.verify``) scores every answer its fast path cannot decide as 
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import importlib.util
 import logging
 import platform
@@ -20,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from typing import Literal
 
+from sblite.provenance import package_version
+
 Status = Literal["ok", "warn", "fail", "info"]
 
 
@@ -28,18 +29,6 @@ class Check:
     name: str
     status: Status
     detail: str
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return None
-
-
-def package_versions(dists) -> dict[str, str]:
-    """Installed versions of ``dists`` (missing ones left out), for provenance files."""
-    return {d: v for d in dists if (v := _version(d)) is not None}
 
 
 def _vtuple(v: str) -> tuple[int, ...]:
@@ -57,7 +46,7 @@ def math_verify_problem() -> str | None:
     fast path cannot decide (LaTeX, expressions, intervals) as wrong, so rewards and accuracy quietly drop.
     The check imports math-verify (about a second, sympy included) and verifies ``(x+1)^2`` = ``x^2+2x+1``.
     """
-    version = _version("math-verify")
+    version = package_version("math-verify")
     reinstall = "pip install --force-reinstall math-verify"
     try:
         from math_verify import parse, verify
@@ -105,7 +94,7 @@ def run_checks(*, import_unsloth: bool = True) -> list[Check]:
     from sblite.backends import select_backend
 
     checks = [Check("python", "ok" if sys.version_info >= (3, 11) else "fail", platform.python_version())]
-    torch_v = _version("torch")
+    torch_v = package_version("torch")
     cuda = False
     if torch_v is None:
         checks.append(Check("torch", "fail", "not installed: pip install torch (CPU: torch==2.13.0)"))
@@ -125,25 +114,25 @@ def run_checks(*, import_unsloth: bool = True) -> list[Check]:
             checks.append(Check("gpu", "info", "no CUDA GPU: the hf backend trains on CPU (use_cpu=True)"))
 
     for dist in ("transformers", "trl", "peft", "accelerate", "datasets", "gguf"):
-        v = _version(dist)
+        v = package_version(dist)
         checks.append(Check(dist, "ok" if v else "fail", v or f"not installed: pip install {dist}"))
     problem = math_verify_problem()
     checks.append(
         Check(
             "math-verify",
             "fail" if problem else "ok",
-            problem or f"{_version('math-verify')}: imports, (x+1)^2 = x^2+2x+1 verified",
+            problem or f"{package_version('math-verify')}: imports, (x+1)^2 = x^2+2x+1 verified",
         )
     )
 
-    trl_v = _version("trl")
+    trl_v = package_version("trl")
     if trl_v == "1.15.0" and not cuda:
         checks.append(
             Check(
                 "trl 1.15.0", "fail", "trl 1.15.0 cannot train on CPU: pip install 'trl==1.16.0' (or 1.14.2)"
             )
         )
-    tv = _version("torchvision")
+    tv = package_version("torchvision")
     if tv and torch_v and "+cpu" in torch_v:
         checks.append(
             Check(
@@ -153,7 +142,7 @@ def run_checks(*, import_unsloth: bool = True) -> list[Check]:
             )
         )
 
-    unsloth_v = _version("unsloth")
+    unsloth_v = package_version("unsloth")
     if unsloth_v is None:
         checks.append(Check("unsloth", "info", "not installed (GPU extra: pip install 'sblite[gpu]')"))
     elif not cuda:
@@ -166,7 +155,7 @@ def run_checks(*, import_unsloth: bool = True) -> list[Check]:
                 Check("unsloth+trl", "warn", f"unsloth {unsloth_v} supports trl<=1.15; found {trl_v}")
             )
 
-    llama_v = _version("llama-cpp-python") or _version("llama_cpp_python")
+    llama_v = package_version("llama-cpp-python") or package_version("llama_cpp_python")
     quantize = shutil.which("llama-quantize")
     parts = [f"llama-cpp-python {llama_v}" if llama_v else "llama-cpp-python not installed"]
     parts.append(f"llama-quantize at {quantize}" if quantize else "no llama-quantize on PATH")

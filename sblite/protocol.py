@@ -18,6 +18,7 @@ Nothing here imports torch or transformers; a tokenizer is any object with ``enc
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -226,6 +227,36 @@ def render_prompt(
     """
     text = _chat(tokenizer, question, system_prompt=system_prompt, instruction_in_user=instruction_in_user)
     return text + prefill(budget) if budget is not None else text
+
+
+def budget_chat_template(template: str, instruction: str, *, in_user: bool) -> str:
+    """``template`` with SelfBudgeter's instruction added when the conversation does not bring a system
+    message: as a system message, or (``in_user``) in front of the first user turn, as training did.
+    Baked into an exported model (GGUF's ``selfbudgeter`` template), a plain question renders the same
+    prompt ``render_prompt`` gives.
+
+    >>> t = budget_chat_template("{{ messages[0]['content'] }}", "Be brief.", in_user=False)
+    >>> t.startswith("{%- if messages[0]['role'] != 'system' -%}")
+    True
+    >>> t.endswith("{{ messages[0]['content'] }}")
+    True
+    >>> '"Be brief."' in t  # the instruction as a JSON string, which is a valid Jinja string literal
+    True
+    """
+    text = json.dumps(instruction)  # a valid Jinja string literal
+    if in_user:
+        head = (
+            "{%- set ns = namespace(m=[]) -%}{%- for m in messages -%}"
+            "{%- if loop.first and m['role'] == 'user' -%}"
+            "{%- set ns.m = ns.m + [{'role': 'user', 'content': " + text + " + '\\n\\n' + m['content']}] -%}"
+            "{%- else -%}{%- set ns.m = ns.m + [m] -%}{%- endif -%}{%- endfor -%}{%- set messages = ns.m -%}"
+        )
+    else:
+        head = (
+            "{%- if messages[0]['role'] != 'system' -%}"
+            "{%- set messages = [{'role': 'system', 'content': " + text + "}] + messages -%}{%- endif -%}"
+        )
+    return head + template
 
 
 def encode_training_example(

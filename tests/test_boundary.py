@@ -15,8 +15,9 @@ import pytest
 
 from sblite import protocol
 from sblite.config import load_recipe
+from sblite.data.prepared import load_prepared
 from sblite.data.synthetic import write_prepared
-from sblite.train import load_prepared, run_training
+from sblite.train.run import run_training
 
 pytestmark = pytest.mark.slow
 
@@ -180,7 +181,7 @@ def test_sft_sequences_start_with_the_prefilled_prompt_that_eval_feeds_token_for
     counted, by the shared measure, as exactly the budget it was labelled with."""
     from transformers import AutoTokenizer
 
-    from sblite.evaluate import EvalOptions, run_eval
+    from sblite.eval.run import EvalOptions, run_eval
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     data = write_prepared(tmp_path / "data", tok, n=4)

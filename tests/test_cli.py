@@ -69,7 +69,7 @@ def test_dry_run_applies_overrides_and_stage():
         app, ["train", "-r", "tiny-cpu", "--dry-run", "--set", "grpo.temperature=0.3", "--stage", "grpo"]
     )
     assert result.exit_code == 0, result.output
-    assert "temperature: 0.3" in result.output and "stages: grpo" in result.output
+    assert "temperature: 0.3  # --set" in result.output and "stages: [grpo]  # --stage" in result.output
 
 
 def test_misspelled_key_is_rejected_in_one_line(tmp_path):

@@ -25,8 +25,8 @@ def test_math_verify_that_does_not_import_is_named(monkeypatch):
 
 def test_missing_math_verify_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "math_verify", None)
-    real = doctor._version
-    monkeypatch.setattr(doctor, "_version", lambda dist: None if dist == "math-verify" else real(dist))
+    real = doctor.package_version
+    monkeypatch.setattr(doctor, "package_version", lambda dist: None if dist == "math-verify" else real(dist))
     problem = math_verify_problem()
     assert problem is not None
     assert problem.startswith("math-verify is not installed: ")

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sblite.cli import app
-from sblite.evaluate import EvalError, load_questions, load_records
-from sblite.generate import Progress
+from sblite.eval.run import EvalError, load_questions, load_records
+from sblite.generate.stream import Progress
 
 runner = CliRunner()
 QUESTIONS = [
@@ -197,7 +197,7 @@ def _chunks(pieces, interrupt_after=None):
 def test_track_finds_budget_then_counts_solution_tokens():
     import threading
 
-    from sblite.generate import track
+    from sblite.generate.stream import track
 
     pieces = ["<bud", "get>12", "</budget>", "<solution>", "3+4", "=7 \\boxed{7}", "</solution>"]
     budgets_seen = []
@@ -213,7 +213,7 @@ def test_track_finds_budget_then_counts_solution_tokens():
 def test_track_ctrl_c_keeps_the_partial_answer():
     import threading
 
-    from sblite.generate import track
+    from sblite.generate.stream import track
 
     stop = threading.Event()
     pieces = ["<budget>30</budget>", "<solution>", "3+4", "=7"]
@@ -234,7 +234,7 @@ def tiny_gguf(tiny_model_dir, tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("engine", ["llama.cpp", "transformers"])
 def test_generate_and_eval_from_a_gguf(tiny_gguf, questions, tmp_path, monkeypatch, engine):
-    from sblite import llamacpp
+    from sblite.generate import llamacpp
 
     if engine == "llama.cpp" and not llamacpp.available():
         pytest.skip("llama-cpp-python is not installed")
@@ -259,7 +259,7 @@ def test_eval_needs_exactly_one_model(questions, tmp_path):
 
 def test_plain_mode_style_picks_the_instruction(tiny_tokenizer):
     """``--mode none --style brief`` is the terse-prompt baseline: same model, the brief instruction."""
-    from sblite.evaluate import EvalOptions, _prompts
+    from sblite.eval.run import EvalOptions, _prompts
     from sblite.protocol import BRIEF_SYSTEM_PROMPT, PLAIN_SYSTEM_PROMPT
 
     rows = [{"question": "What is 2 + 2?"}]

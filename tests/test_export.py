@@ -13,8 +13,9 @@ import yaml
 from typer.testing import CliRunner
 
 from sblite import export as ex
-from sblite import ggufwrite, protocol
+from sblite import protocol
 from sblite.cli import app
+from sblite.export import checks, common, vocab, writer
 
 runner = CliRunner()
 HAS_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
@@ -106,10 +107,10 @@ def test_merge_matches_adapter_and_writes_provenance(merged, run_dir):
     assert merged.check["passed"] and merged.check["rel_logit_diff"] <= 1e-4
     assert merged.check["top1_agreement"] == 1.0
     out = merged.out
-    assert {"config.json", "model.safetensors", "tokenizer.json", ex.PROVENANCE_NAME} <= {
+    assert {"config.json", "model.safetensors", "tokenizer.json", common.PROVENANCE_NAME} <= {
         p.name for p in out.iterdir()
     }
-    prov = json.loads((out / ex.PROVENANCE_NAME).read_text())
+    prov = json.loads((out / common.PROVENANCE_NAME).read_text())
     assert prov["source"]["run_dir"] == str(run_dir)
     assert prov["source"]["recipe"]["name"] == "tiny-test"
     assert prov["source"]["reward"] == {"alpha_start": 6.0}
@@ -147,12 +148,12 @@ def test_merge_force_overwrites_and_bf16_is_checked(tmp_path, run_dir):
     (out / "stale.txt").write_text("old")
     r = ex.merge_adapter(run_dir, out, "bf16", force=True)
     assert not (out / "stale.txt").exists()
-    assert r.dtype == "bfloat16" and r.check["tolerance"] == ex.MERGE_TOLERANCE["bfloat16"]
+    assert r.dtype == "bfloat16" and r.check["tolerance"] == checks.MERGE_TOLERANCE["bfloat16"]
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
 
 
 def test_merge_checks_disk_space_before_writing(tmp_path, run_dir, monkeypatch):
-    monkeypatch.setattr(ex, "_free_bytes", lambda _p: 1024)
+    monkeypatch.setattr(common, "_free_bytes", lambda _p: 1024)
     with pytest.raises(ex.ExportError, match="not enough disk space"):
         ex.merge_adapter(run_dir, tmp_path / "m")
     assert not (tmp_path / "m").exists()
@@ -173,13 +174,13 @@ def test_merge_refuses_a_plain_model_and_its_own_source(tiny_model_dir, run_dir,
 @pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
 @pytest.mark.parametrize("quant", ["f32", "f16", "q8_0"])
 def test_export_round_trips_through_transformers(family, quant, family_dirs, tmp_path, monkeypatch):
-    from sblite import llamacpp
+    from sblite.generate import llamacpp
 
     monkeypatch.setattr(llamacpp, "available", lambda: False)  # the llama.cpp side is the slow test below
     r = ex.export_gguf(family_dirs[family], tmp_path, quant)
     tf = r.verification["transformers"]
     assert r.verification["passed"], r.verification
-    metric, tol = ex.GGUF_TOLERANCE[quant]
+    metric, tol = checks.GGUF_TOLERANCE[quant]
     assert tf[metric] <= tol and tf["top1_agreement"] > 0.95
     if quant == "f32":
         assert tf["max_abs_logit_diff"] < 1e-5 and tf["top1_agreement"] == 1.0
@@ -197,7 +198,7 @@ def test_export_round_trips_through_transformers(family, quant, family_dirs, tmp
 
 
 def test_gguf_tokenizer_metadata(family_dirs, tmp_path, tiny_tokenizer):
-    res = ggufwrite.write_gguf(
+    res = writer.write_gguf(
         family_dirs["llama"],
         tmp_path / "t.gguf",
         "f16",
@@ -216,23 +217,8 @@ def test_gguf_tokenizer_metadata(family_dirs, tmp_path, tiny_tokenizer):
     assert kv["tokenizer.chat_template.selfbudgeter"] == "x"
 
 
-@pytest.mark.parametrize("in_user", [False, True])
-def test_selfbudgeter_chat_template_renders_the_training_prompt(tiny_tokenizer, in_user):
-    import jinja2
-
-    tmpl = ggufwrite.budget_chat_template(
-        tiny_tokenizer.chat_template, protocol.SYSTEM_PROMPT, in_user=in_user
-    )
-    got = (
-        jinja2.Environment()
-        .from_string(tmpl)
-        .render(messages=[{"role": "user", "content": "What is 2 + 3?"}], add_generation_prompt=True)
-    )
-    assert got == protocol.render_prompt(tiny_tokenizer, "What is 2 + 3?", instruction_in_user=in_user)
-
-
 def test_export_run_dir_merges_writes_modelfile_and_provenance(run_dir, tmp_path, monkeypatch):
-    from sblite import llamacpp
+    from sblite.generate import llamacpp
 
     monkeypatch.setattr(llamacpp, "available", lambda: False)
     r = ex.export_gguf(run_dir, tmp_path, "q8_0", ollama=True)
@@ -260,7 +246,7 @@ def test_export_run_dir_merges_writes_modelfile_and_provenance(run_dir, tmp_path
 
 
 def test_export_refusals(family_dirs, tmp_path, monkeypatch, tiny_model_dir):
-    from sblite import llamacpp
+    from sblite.generate import llamacpp
 
     with pytest.raises(ex.ExportError, match="choose one of"):
         ex.export_gguf(tiny_model_dir, tmp_path, "q3_fancy")
@@ -273,7 +259,7 @@ def test_export_refusals(family_dirs, tmp_path, monkeypatch, tiny_model_dir):
     ex.export_gguf(tiny_model_dir, tmp_path, "f16", verify=False, force=True)
     with pytest.raises(ex.ExportError, match="not a model directory"):
         ex.export_gguf(tmp_path / "nowhere", tmp_path / "o", "f16")
-    monkeypatch.setattr(ex, "_free_bytes", lambda _p: 10)
+    monkeypatch.setattr(common, "_free_bytes", lambda _p: 10)
     with pytest.raises(ex.ExportError, match="not enough disk space"):
         ex.export_gguf(tiny_model_dir, tmp_path / "o2", "f16")
 
@@ -301,19 +287,19 @@ def test_pre_tokenizer_detection_by_structure_and_refusal():
             return [len(text)]
 
     bl = {"type": "ByteLevel", "use_regex": False}
-    assert ggufwrite.detect_pre_tokenizer(Tok(), {"pre_tokenizer": {"type": "ByteLevel"}}) == "gpt-2"
+    assert vocab.detect_pre_tokenizer(Tok(), {"pre_tokenizer": {"type": "ByteLevel"}}) == "gpt-2"
     seq = {
         "type": "Sequence",
-        "pretokenizers": [{"type": "Split", "pattern": {"Regex": ggufwrite._QWEN2_SPLIT}}, bl],
+        "pretokenizers": [{"type": "Split", "pattern": {"Regex": vocab._QWEN2_SPLIT}}, bl],
     }
-    assert ggufwrite.detect_pre_tokenizer(Tok(), {"pre_tokenizer": seq}) == "qwen2"
+    assert vocab.detect_pre_tokenizer(Tok(), {"pre_tokenizer": seq}) == "qwen2"
     digits = {
         "type": "Sequence",
         "pretokenizers": [{"type": "Digits", "individual_digits": True}, {"type": "ByteLevel"}],
     }
-    assert ggufwrite.detect_pre_tokenizer(Tok(), {"pre_tokenizer": digits}) == "smollm"
-    with pytest.raises(ggufwrite.GGUFExportError, match="supported: GPT-2 byte-level"):
-        ggufwrite.detect_pre_tokenizer(Tok(), {"pre_tokenizer": {"type": "Metaspace"}})
+    assert vocab.detect_pre_tokenizer(Tok(), {"pre_tokenizer": digits}) == "smollm"
+    with pytest.raises(ex.GGUFExportError, match="supported: GPT-2 byte-level"):
+        vocab.detect_pre_tokenizer(Tok(), {"pre_tokenizer": {"type": "Metaspace"}})
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -362,7 +348,7 @@ def test_llama_cpp_loads_tokenizes_and_continues_like_transformers(run_dir, tmp_
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_LLAMA_CPP, reason="llama-cpp-python not installed")
 def test_generate_gguf_answers_from_the_exported_file(tiny_model_dir, tiny_tokenizer, tmp_path):
-    from sblite import llamacpp
+    from sblite.generate import llamacpp
 
     r = ex.export_gguf(tiny_model_dir, tmp_path, "f32", verify=False)
     prompt = protocol.render_prompt(tiny_tokenizer, "What is 2 + 3?") + protocol.prefill(12)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sblite.generation import Generation, _finish, generate_batch, load_for_inference
+from sblite.generate.batch import Generation
+from sblite.generate.hf import _finish, generate_batch, load_for_inference
 from sblite.protocol import PLAIN_SYSTEM_PROMPT, render_prompt
 
 
@@ -93,3 +94,85 @@ def test_bad_arguments(tiny):
     model, tok = tiny
     with pytest.raises(ValueError):
         generate_batch(model, tok, ["x"], max_new_tokens=0, temperature=1.0)
+
+
+# ------------------------------------------------------------------------ what --model names (no model loaded)
+
+
+def _fake_run(root, stages, *, model=None):
+    """A run directory as ``sblite train`` lays it out, with adapter configs but no weights."""
+    import json
+
+    import yaml
+
+    root.mkdir(parents=True)
+    (root / "recipe.resolved.yaml").write_text(
+        yaml.safe_dump({"model": model or {"name_or_path": "base/model", "instruction_in_user": True}})
+    )
+    for s in stages:
+        (root / s).mkdir()
+        (root / s / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "from/adapter"}))
+    return root
+
+
+def test_run_dir_resolves_to_its_newest_finished_stage(tmp_path):
+    from sblite.generate.loading import resolve_model_spec
+
+    run = _fake_run(tmp_path / "run", ["sft", "grpo"])
+    spec = resolve_model_spec(str(run))
+    assert spec.adapter == str(run / "grpo") and spec.label == "run/grpo" and spec.run_dir == str(run)
+    assert spec.base == "base/model" and spec.instruction_in_user
+    assert resolve_model_spec(str(run), stage="sft").adapter == str(run / "sft")
+    only_sft = _fake_run(tmp_path / "early", ["sft"])
+    assert resolve_model_spec(str(only_sft)).adapter == str(only_sft / "sft")
+
+
+def test_run_dir_without_the_stage_asked_for_is_a_clear_error(tmp_path):
+    from sblite.generate.loading import resolve_model_spec
+
+    run = _fake_run(tmp_path / "run", ["sft"])
+    with pytest.raises(FileNotFoundError, match="no finished grpo stage"):
+        resolve_model_spec(str(run), stage="grpo")
+    with pytest.raises(FileNotFoundError, match="no finished grpo or sft stage"):
+        resolve_model_spec(str(_fake_run(tmp_path / "empty", [])))
+
+
+def test_adapter_dir_inside_and_outside_a_run(tmp_path):
+    import shutil
+
+    from sblite.generate.loading import resolve_model_spec
+
+    run = _fake_run(tmp_path / "run", ["sft"])
+    inside = resolve_model_spec(str(run / "sft"))
+    assert inside.base == "base/model" and inside.run_dir == str(run) and inside.instruction_in_user
+    loose = tmp_path / "loose"
+    shutil.copytree(run / "sft", loose)
+    free = resolve_model_spec(str(loose))
+    assert free.base == "from/adapter" and free.run_dir is None and not free.instruction_in_user
+    assert free.adapter == str(loose)
+    plain = resolve_model_spec("builtin:tiny-random")
+    assert plain.base == "builtin:tiny-random" and plain.adapter is None
+
+
+def test_every_generate_module_imports_without_heavy_libraries():
+    """Importing any engine module must stay free: ``sblite --help`` and the CLI import these lazily."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib;"
+        "[importlib.import_module('sblite.generate.' + m) for m in "
+        "('batch', 'hf', 'vllm', 'llamacpp', 'loading', 'stream')];"
+        "heavy = [m for m in ('torch', 'transformers', 'vllm', 'llama_cpp', 'peft') if m in sys.modules];"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_open_batch_engine_wants_exactly_one_source():
+    from sblite.generate.batch import open_batch_engine
+
+    with pytest.raises(ValueError, match="exactly one"):
+        open_batch_engine()
+    with pytest.raises(ValueError, match="exactly one"):
+        open_batch_engine(model="m", gguf="f.gguf")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sblite.metrics import EvalRecord, compression, ols, report, spearman, summarize
+from sblite.eval.metrics import EvalRecord, compression, ols, report, spearman, summarize
 
 
 def R(qid, length, budget=None, correct=True, level=None, fmt=True, **kw):

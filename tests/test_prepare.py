@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,8 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from sblite.cli import app
-from sblite.data.prepare import PrepareError, PrepareOptions, load_jsonl, run_prepare
-from sblite.generation import Generation
+from sblite.data.prepare import PrepareError, PrepareOptions, run_prepare
+from sblite.data.prepared import read_jsonl
+from sblite.generate.batch import Generation
 from sblite.protocol import (
     BRIEF_SYSTEM_PROMPT,
     count_solution_tokens,
@@ -44,7 +46,7 @@ def test_reference_mode_contract(tmp_path, tiny_tokenizer):
     res = run_prepare(
         PrepareOptions(dataset=str(FIX / "arith.jsonl"), out=str(tmp_path / "o")), tokenizer=tiny_tokenizer
     )
-    sft, grpo = load_jsonl(tmp_path / "o" / "sft.jsonl"), load_jsonl(tmp_path / "o" / "grpo.jsonl")
+    sft, grpo = read_jsonl(tmp_path / "o" / "sft.jsonl"), read_jsonl(tmp_path / "o" / "grpo.jsonl")
     assert len(sft) == len(grpo) == 40 and res.sft == 40
     assert all(set(r) == SFT_KEYS for r in sft) and all(set(r) == GRPO_KEYS for r in grpo)
     _check_budgets(sft, tiny_tokenizer)
@@ -64,7 +66,7 @@ def test_math_levels_and_difficulty(tmp_path, tiny_tokenizer):
     run_prepare(
         PrepareOptions(dataset=str(FIX / "math_mini.jsonl"), out=str(tmp_path)), tokenizer=tiny_tokenizer
     )
-    rows = load_jsonl(tmp_path / "sft.jsonl")
+    rows = read_jsonl(tmp_path / "sft.jsonl")
     _check_budgets(rows, tiny_tokenizer)
     assert [r["level"] for r in rows] == [1, 2, 3, 5, None]
     assert [r["difficulty"] for r in rows[:4]] == [0.0, 0.25, 0.5, 1.0]
@@ -89,8 +91,8 @@ def test_mixed_file_fully_accounted_for_via_cli(tmp_path, tiny_model_dir):
         ],
     )
     assert r.exit_code == 0, r.output
-    kept = load_jsonl(out / "grpo.jsonl")
-    rejects = load_jsonl(out / "rejects.jsonl")
+    kept = read_jsonl(out / "grpo.jsonl")
+    rejects = read_jsonl(out / "rejects.jsonl")
     report = json.loads((out / "report.json").read_text())
     c = report["counts"]
     assert c["read"] == c["kept"] + c["rejected"] == 13 and c["kept"] == len(kept) == 3
@@ -200,8 +202,8 @@ def test_sample_mode_labels_with_stub_generator(tmp_path, tiny_tokenizer):
         generate=gen,
         tokenizer=tiny_tokenizer,
     )
-    sft = load_jsonl(tmp_path / "o" / "sft.jsonl")
-    grpo = load_jsonl(tmp_path / "o" / "grpo.jsonl")
+    sft = read_jsonl(tmp_path / "o" / "sft.jsonl")
+    grpo = read_jsonl(tmp_path / "o" / "grpo.jsonl")
     assert [r["id"] for r in sft] == ["two-1", "two-3"] and len(grpo) == 3
     assert sft[1]["completion"].endswith("\\boxed{} so 4 The answer is \\boxed{4}.</solution>")
     row = sft[0]
@@ -211,7 +213,9 @@ def test_sample_mode_labels_with_stub_generator(tmp_path, tiny_tokenizer):
     assert p.ok and p.solution == "It is 13 The answer is \\boxed{13}."  # shortest correct, boxed appended
     assert row["b_max"] == min(row["lengths"][:2]) == p.budget
     _check_budgets(sft, tiny_tokenizer)
-    assert grpo[1]["b_max"] is None and grpo[1]["pass_rate"] == 0.0 and grpo[1]["difficulty"] == 1.0
+    assert grpo[1]["b_max"] == math.inf and grpo[1]["pass_rate"] == 0.0 and grpo[1]["difficulty"] == 1.0
+    written = (tmp_path / "o" / "grpo.jsonl").read_text().splitlines()
+    assert json.loads(written[1])["b_max"] is None  # no correct response: written null, read as no cap
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["counts"]["no_correct_response"] == 1 and report["by_level"][0]["pass_rate"] == 0.5
     # a second run with the same arguments is served from the cache
@@ -221,7 +225,7 @@ def test_sample_mode_labels_with_stub_generator(tmp_path, tiny_tokenizer):
         generate=gen2,
         tokenizer=tiny_tokenizer,
     )
-    assert gen2.calls == [] and load_jsonl(tmp_path / "o" / "sft.jsonl") == sft
+    assert gen2.calls == [] and read_jsonl(tmp_path / "o" / "sft.jsonl") == sft
 
 
 def test_styles_and_all_targets_teach_several_budgets_per_question(tmp_path, tiny_tokenizer):
@@ -247,7 +251,7 @@ def test_styles_and_all_targets_teach_several_budgets_per_question(tmp_path, tin
     opts = PrepareOptions(dataset=str(src), out=str(tmp_path / "o"), labels="sample", k=2,
                           styles=("plain", "brief"), targets="all")
     run_prepare(opts, generate=generate, tokenizer=tiny_tokenizer)
-    sft = load_jsonl(tmp_path / "o" / "sft.jsonl")
+    sft = read_jsonl(tmp_path / "o" / "sft.jsonl")
     assert len(calls) == 2  # one batch per style
     budgets = [parse_completion(r["completion"]).budget for r in sft]
     assert [r["id"] for r in sft] == ["q-1", "q-1"] and budgets == sorted(budgets) and budgets[0] < budgets[1]
@@ -261,7 +265,7 @@ def test_styles_and_all_targets_teach_several_budgets_per_question(tmp_path, tin
     calls.clear()
     opts.targets, opts.force = "shortest", True
     run_prepare(opts, generate=generate, tokenizer=tiny_tokenizer)
-    one = load_jsonl(tmp_path / "o" / "sft.jsonl")
+    one = read_jsonl(tmp_path / "o" / "sft.jsonl")
     assert calls == [] and len(one) == 1 and one[0]["completion"] == sft[0]["completion"]
 
 
@@ -338,8 +342,25 @@ def test_sample_mode_end_to_end_resumes_after_kill(tmp_path, tiny_model_dir):
         assert (killed / name).read_text() == (fresh / name).read_text(), name
     report = json.loads((killed / "report.json").read_text())
     assert report["counts"]["grpo"] == 40 and report["provenance"]["engine"] == "hf-compact"
-    rows = load_jsonl(killed / "grpo.jsonl")
+    rows = read_jsonl(killed / "grpo.jsonl")
     assert all(len(r["lengths"]) == 2 and r["k"] == 2 for r in rows)
+
+
+def test_prepared_questions_reject_lines_without_question_or_answer(tmp_path):
+    from sblite.data.prepared import PreparedDataError, read_questions
+
+    (tmp_path / "grpo.jsonl").write_text(
+        '{"id": "a", "question": "q", "answer": "1", "b_max": null}\n\n{"id": "b", "question": ""}\n'
+    )
+    rows, rejects = read_questions(tmp_path)
+    assert [r["id"] for r in rows] == ["a"] and rows[0]["b_max"] is None  # asking needs no budget cap
+    assert rejects == [{"line": 3, "id": "b", "field": "question", "reason": "missing_field",
+                        "detail": f"{tmp_path / 'grpo.jsonl'}:3: no 'question'"}]  # fmt: skip
+    (tmp_path / "grpo.jsonl").write_text('{"question": "q", "answer": "1"}\nnot json\n')
+    with pytest.raises(PreparedDataError, match=r"grpo\.jsonl:2: not JSON"):
+        read_questions(tmp_path)
+    with pytest.raises(PreparedDataError, match=r"no grpo\.jsonl"):
+        read_questions(tmp_path / "missing")
 
 
 # ------------------------------------------------------------------------------------------- real data (CI)
@@ -354,7 +375,7 @@ def test_shared_gsm8k_and_math_reference(tmp_path, shared_data):
         tokenizer=tok,
     )
     assert res.report["counts"]["kept"] == 200 and res.sft == 200
-    _check_budgets(load_jsonl(tmp_path / "g" / "sft.jsonl")[:20], tok)
+    _check_budgets(read_jsonl(tmp_path / "g" / "sft.jsonl")[:20], tok)
     res = run_prepare(
         PrepareOptions(dataset="math500", out=str(tmp_path / "m"), data_dir=str(shared_data)), tokenizer=tok
     )

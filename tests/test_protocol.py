@@ -210,6 +210,21 @@ def test_render_prompt_uses_the_models_chat_template(tiny_tokenizer):
     assert "system" not in folded and P.SYSTEM_PROMPT in folded
 
 
+@pytest.mark.parametrize("in_user", [False, True])
+def test_budget_chat_template_renders_the_training_prompt(tiny_tokenizer, in_user):
+    """The template baked into an exported model (GGUF's ``selfbudgeter``) gives a plain question the
+    prompt training used."""
+    import jinja2
+
+    tmpl = P.budget_chat_template(tiny_tokenizer.chat_template, P.SYSTEM_PROMPT, in_user=in_user)
+    got = (
+        jinja2.Environment()
+        .from_string(tmpl)
+        .render(messages=[{"role": "user", "content": "What is 2 + 3?"}], add_generation_prompt=True)
+    )
+    assert got == P.render_prompt(tiny_tokenizer, "What is 2 + 3?", instruction_in_user=in_user)
+
+
 class _NoSystemTokenizer:
     """A chat template that raises on a system turn (as Gemma's does)."""
 

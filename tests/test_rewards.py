@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import pickle
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -479,7 +481,9 @@ def test_component_metrics_reach_log_metric_and_the_callback():
     assert {"sblite/preb_mean", "sblite/length_mean"} <= set(m)
     assert reward.last_metrics == m and extra["format"][2] == Reason.MISSING_BUDGET
 
-    cb = R.RewardMetricsCallback([reward])
+    from sblite.train.callbacks import RewardMetricsCallback
+
+    cb = RewardMetricsCallback([reward])
     state = SimpleNamespace(global_step=1, log_history=[{"loss": 1.0, "step": 1}])
     logs = {"loss": 1.0, "sblite/accuracy": 0.123}
     cb.on_log(None, state, None, logs=logs)
@@ -491,5 +495,17 @@ def test_component_metrics_reach_log_metric_and_the_callback():
 def test_metrics_callback_is_a_trainer_callback():
     from transformers import TrainerCallback
 
-    assert issubclass(R.RewardMetricsCallback, TrainerCallback)
-    assert pickle.loads(pickle.dumps(R.RewardMetricsCallback([]))).reward_funcs == []
+    from sblite.train.callbacks import RewardMetricsCallback
+
+    assert issubclass(RewardMetricsCallback, TrainerCallback)
+    assert pickle.loads(pickle.dumps(RewardMetricsCallback([]))).reward_funcs == []
+
+
+def test_importing_the_rewards_imports_no_heavy_library():
+    code = (
+        "import sys; import sblite.rewards; from sblite.rewards import REWARDS, SelfBudgeterReward;"
+        "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'unsloth') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

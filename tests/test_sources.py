@@ -7,17 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sblite.data.sources import (
-    Row,
-    SourceError,
-    Validator,
-    collect_columns,
-    normalise_gold,
-    parse_level,
-    read_records,
-    resolve_fields,
-    resolve_source,
-)
+from sblite.data.fields import Row, Validator, collect_columns, normalise_gold, parse_level, resolve_fields
+from sblite.data.readers import SourceError, read_records, resolve_source
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -88,6 +79,21 @@ def test_mixed_file_every_record_is_accounted_for():
     assert "caf" in rej7.raw and rej7.detail.startswith("invalid UTF-8")
 
 
+def test_load_rows_accounts_for_every_record_read():
+    from sblite.data.rows import load_rows
+
+    full = load_rows(str(FIX / "mixed.jsonl"))
+    assert (full.read, len(full.rows), len(full.rejects)) == (13, 3, 10)
+    assert [r.line for r in full.rows] == [1, 12, 13] and full.fields.question == "question"
+    # --limit (prepare) counts records read, kept or not; max_rows (eval --limit) counts rows kept
+    first5 = load_rows(str(FIX / "mixed.jsonl"), limit=5)
+    assert (first5.read, len(first5.rows), len(first5.rejects)) == (5, 1, 4)
+    two = load_rows(str(FIX / "mixed.jsonl"), max_rows=2)
+    assert (two.read, [r.line for r in two.rows], len(two.rejects)) == (11, [1, 12], 9)  # line 8 is blank
+    with pytest.raises(SourceError, match="column 'nope' not found"):
+        load_rows(str(FIX / "mixed.jsonl"), question_field="nope")
+
+
 def test_math_style_fields_and_levels(tmp_path):
     _, results = _validate(str(FIX / "math_mini.jsonl"))
     assert all(isinstance(r, Row) for r in results)
@@ -146,7 +152,7 @@ def test_resolve_known_names(tmp_path, monkeypatch):
     with pytest.raises(SourceError, match="not found"):
         resolve_source("math", tmp_path)
     monkeypatch.delenv("SBLITE_DATA")
-    monkeypatch.setattr("sblite.data.sources.default_data_dirs", lambda: [tmp_path / "nowhere"])
+    monkeypatch.setattr("sblite.data.readers.default_data_dirs", lambda: [tmp_path / "nowhere"])
     hub = resolve_source("gsm8k")
     assert hub.path is None and hub.hub == ("openai/gsm8k", "main", "train")
 

@@ -58,7 +58,7 @@ def test_bundled_files_are_what_the_generator_writes(tmp_path):
 
 
 def test_bundled_sets_resolve_by_name():
-    from sblite.data.sources import resolve_source
+    from sblite.data.readers import resolve_source
 
     for name, rows in (("arith", 600), ("arith-test", 200)):
         src = resolve_source(name)

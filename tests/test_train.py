@@ -14,10 +14,12 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from sblite.callbacks import ZERO_SIGNAL_PATIENCE, ZeroSignalGuard, format_log_line
 from sblite.cli import app
 from sblite.config import load_recipe
-from sblite.train import TrainingError, check_completion_length, load_prepared
+from sblite.data.prepared import PreparedDataError, load_prepared
+from sblite.train import TrainingError
+from sblite.train.callbacks import ZERO_SIGNAL_PATIENCE, ZeroSignalGuard, format_log_line
+from sblite.train.datasets import check_completion_length
 
 runner = CliRunner()
 
@@ -78,7 +80,7 @@ def test_training_needs_prepared_data(tmp_path):
 def test_bad_jsonl_line_is_named(tmp_path):
     (tmp_path / "sft.jsonl").write_text('{"question": "q"}\nnot json\n')
     (tmp_path / "grpo.jsonl").write_text("")
-    with pytest.raises(TrainingError, match=r"sft.jsonl:2: not JSON"):
+    with pytest.raises(PreparedDataError, match=r"sft.jsonl:2: not JSON"):
         load_prepared(tmp_path)
 
 
@@ -257,7 +259,7 @@ def test_two_process_data_parallel_run(tiny_prepared_dir, tmp_path):
 
 
 def test_report_to_keeps_only_installed_reporters():
-    from sblite.train import available_reporters
+    from sblite.train.trl_args import available_reporters
 
     with pytest.warns(UserWarning, match="not installed"):
         assert available_reporters(["surely_not_a_reporter_pkg"]) == []
@@ -265,7 +267,7 @@ def test_report_to_keeps_only_installed_reporters():
 
 
 def test_resume_skips_a_checkpoint_torn_by_the_kill(tmp_path):
-    from sblite.train import _last_checkpoint
+    from sblite.train.run import _last_checkpoint
 
     for step, complete in ((2, True), (4, True), (8, False)):
         ckpt = tmp_path / f"checkpoint-{step}"
@@ -281,7 +283,7 @@ def test_grpo_prefill_fraction_forces_budgets_in_text_prompts(tiny_prepared_dir,
     """``grpo.prefill_fraction``: that share of prompts are rendered text ending in an open assistant turn
     ``<budget>N</budget><solution>`` (what reaches TRL's generate is checked in test_boundary.py)."""
     from sblite.protocol import render_prompt, split_prefill
-    from sblite.train import build_grpo_dataset
+    from sblite.train.datasets import build_grpo_dataset
 
     cfg = load_recipe("tiny-cpu", [f"grpo.prefill_fraction={fraction}", "grpo.prefill_range=[8,32]"])
     rows = load_prepared(tiny_prepared_dir).grpo
@@ -300,7 +302,9 @@ def test_grpo_prefill_fraction_forces_budgets_in_text_prompts(tiny_prepared_dir,
 
 
 def test_long_grpo_prompts_are_rejects_on_disk_not_silent_drops(tiny_prepared_dir, tmp_path):
-    from sblite.train import build_grpo_dataset, write_rejects
+    from sblite.rundir import RunDir
+    from sblite.train.datasets import build_grpo_dataset
+    from sblite.train.run import write_rejects
 
     cfg = load_recipe("tiny-cpu")  # data.max_prompt_length=192
     from transformers import AutoTokenizer
@@ -313,8 +317,8 @@ def test_long_grpo_prompts_are_rejects_on_disk_not_silent_drops(tiny_prepared_di
     ds, rejects = build_grpo_dataset(rows, cfg, tok)
     assert len(ds) == 3 and [r["id"] for r in rejects] == ["long"]
     assert "data.max_prompt_length=192" in rejects[0]["reason"]
-    path = write_rejects(tmp_path, "grpo", rejects)
-    write_rejects(tmp_path, "grpo", rejects)  # a resumed run rewrites its own lines, never duplicates
+    path = write_rejects(RunDir(tmp_path), "grpo", rejects)
+    write_rejects(RunDir(tmp_path), "grpo", rejects)  # a resumed run rewrites its own lines, never duplicates
     assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["long"]
 
 
@@ -323,19 +327,19 @@ def test_an_unreadable_b_max_stops_the_load_with_its_line(tmp_path, bad):
     (tmp_path / "sft.jsonl").write_text("")
     (tmp_path / "grpo.jsonl").write_text('{"question": "q", "answer": "1", "b_max": 5}\n'
                                          f'{{"question": "q", "answer": "1", "b_max": {bad}}}\n')
-    with pytest.raises(TrainingError, match=r"grpo.jsonl:2: field b_max: b_max .* is not a positive whole"):
+    with pytest.raises(PreparedDataError, match=r"grpo.jsonl:2: field b_max: b_max .* is not a positive whole"):
         load_prepared(tmp_path)
 
 
 def test_recipe_settings_the_installed_trl_lacks_are_named_not_dropped(tiny_prepared_dir, tmp_path):
-    """``_trl_config`` maps recipe fields to TRL's; a field this TRL does not have is a loud warning naming
+    """``trl_config`` maps recipe fields to TRL's; a field this TRL does not have is a loud warning naming
     it and the version, and an error under --strict."""
     import dataclasses
 
     from trl import GRPOConfig
 
     from sblite.backends import get_backend
-    from sblite.train import _trl_config
+    from sblite.train.trl_args import trl_config
 
     @dataclasses.dataclass
     class OldGRPOConfig(GRPOConfig):  # a TRL without `epsilon_high`
@@ -347,12 +351,12 @@ def test_recipe_settings_the_installed_trl_lacks_are_named_not_dropped(tiny_prep
     cfg = load_recipe("tiny-cpu")
     backend, _ = get_backend("hf")
     printed = []
-    console = SimpleNamespace(print=printed.append)
-    specific = {"epsilon_high": 0.28, "num_generations": 4, "max_completion_length": 64}
-    _trl_config(OldGRPOConfig, cfg.grpo, backend, cfg, tmp_path, specific, console=console)
+    grpo = cfg.grpo.model_copy(update={"epsilon_high": 0.28, "num_generations": 4, "max_completion_length": 64})
+    device = backend.trainer_kwargs(cfg.model)
+    trl_config(OldGRPOConfig, grpo, output_dir=tmp_path, device=device, warn=printed.append)
     assert len(printed) == 1 and "epsilon_high" in printed[0] and "trl 1." in printed[0]
     with pytest.raises(TrainingError, match="--strict: OldGRPOConfig of trl .* epsilon_high"):
-        _trl_config(OldGRPOConfig, cfg.grpo, backend, cfg, tmp_path, specific, strict=True)
+        trl_config(OldGRPOConfig, grpo, output_dir=tmp_path, device=device, strict=True)
 
 
 def test_prefill_range_must_fit_the_completion_length():

@@ -5,7 +5,8 @@
 
 ``select_backend`` decides, and says why, without importing either engine: ``import unsloth`` raises on a
 machine without CUDA and costs seconds where it works, so only the chosen backend module imports it.
-The rest of sblite asks this module for a backend and never branches on which one it got.
+The rest of sblite asks this module for a backend and never branches on which one it got; what a backend
+must provide is ``sblite/backends/base.py``'s ``Backend`` protocol.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from typing import Literal
+
+from sblite.backends.base import Backend
 
 BackendName = Literal["unsloth", "hf"]
 
@@ -76,21 +79,7 @@ def unsloth_load_kwargs(model_cfg, lora_cfg) -> dict:
     return kwargs
 
 
-def lora_kwargs(lora_cfg, *, seed: int = 42) -> dict:
-    """LoRA settings shared by both backends (``get_peft_model`` / ``peft.LoraConfig``)."""
-    return {
-        "r": lora_cfg.r,
-        "lora_alpha": lora_cfg.alpha,
-        "lora_dropout": lora_cfg.dropout,
-        "target_modules": lora_cfg.target_modules,
-        "use_rslora": lora_cfg.use_rslora,
-        "bias": "none",
-        "random_state": seed,
-        "use_gradient_checkpointing": lora_cfg.use_gradient_checkpointing,
-    }
-
-
-def get_backend(requested: str = "auto"):
+def get_backend(requested: str = "auto") -> tuple[Backend, BackendChoice]:
     """Instantiate the backend ``select_backend`` picks; returns ``(backend, BackendChoice)``."""
     choice = select_backend(requested)
     if choice.name == "unsloth":

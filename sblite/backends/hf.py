@@ -2,7 +2,7 @@
 
 On CPU the model trains in full precision (float32 LoRA) and the trainers get ``use_cpu=True, bf16=False``;
 with CUDA it uses bf16 where the GPU supports it. Everything backend-specific that the trainers need is in
-``trainer_kwargs``, so ``sblite/train.py`` never branches on the backend.
+``trainer_kwargs``, so ``sblite/train`` never branches on the backend (the contract: ``backends/base.py``).
 """
 
 from __future__ import annotations
@@ -10,10 +10,24 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sblite.backends import lora_kwargs
+from sblite.backends.base import lora_kwargs, prepare_tokenizer
 from sblite.models import resolve_model
 
 _DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
+
+
+def hf_load_kwargs(model_cfg) -> dict[str, Any]:
+    """What ``AutoModelForCausalLM.from_pretrained`` gets from the recipe's ``model:`` section (``dtype`` as
+    written: ``auto`` becomes bf16/fp16 on a GPU, float32 on CPU at load time). Shown by ``--dry-run``."""
+    kwargs: dict[str, Any] = {
+        "name_or_path": model_cfg.name_or_path,
+        "dtype": model_cfg.dtype,
+        "trust_remote_code": model_cfg.trust_remote_code,
+        "load_in_4bit": model_cfg.load_in_4bit,
+    }
+    if model_cfg.gguf_file:
+        kwargs["gguf_file"] = model_cfg.gguf_file
+    return kwargs
 
 
 class HFBackend:
@@ -53,14 +67,11 @@ class HFBackend:
         from transformers import AutoModelForCausalLM
 
         path = resolve_model(model_cfg.name_or_path)
-        kwargs: dict[str, Any] = {
-            "dtype": self._dtype(model_cfg),
-            "trust_remote_code": model_cfg.trust_remote_code,
-        }
-        if model_cfg.gguf_file:
-            kwargs["gguf_file"] = model_cfg.gguf_file
+        kwargs = hf_load_kwargs(model_cfg)
+        kwargs.pop("name_or_path")
+        kwargs["dtype"] = self._dtype(model_cfg)
         quantized = False
-        if model_cfg.load_in_4bit:
+        if kwargs.pop("load_in_4bit"):
             if not self.cuda:
                 raise RuntimeError(
                     "model.load_in_4bit needs CUDA + bitsandbytes; set model.load_in_4bit=false on CPU"
@@ -122,16 +133,3 @@ class HFBackend:
         import torch
 
         return torch.cuda.get_device_name(0) if self.cuda else "cpu"
-
-
-def prepare_tokenizer(tok, model_cfg):
-    """Pad token, padding side and chat template, the same way for every backend and stage."""
-    if model_cfg.chat_template:
-        tok.chat_template = model_cfg.chat_template
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    if not getattr(tok, "chat_template", None):
-        raise ValueError(
-            f"{model_cfg.name_or_path} has no chat template; set model.chat_template in the recipe"
-        )
-    return tok

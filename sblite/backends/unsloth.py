@@ -1,7 +1,7 @@
 """The ``unsloth`` backend: Unsloth's 4-bit LoRA, fused kernels and optional in-process vLLM rollouts.
 
 CUDA only. ``import unsloth`` patches transformers and TRL when it runs, so it must come before TRL's
-trainers are imported: ``UnslothBackend()`` imports it, and ``sblite/train.py`` imports TRL only after the
+trainers are imported: ``UnslothBackend()`` imports it, and ``sblite/train/run.py`` imports TRL only after the
 backend exists. Loading an adapter directory (an SFT run's ``sft/``) goes through
 ``FastLanguageModel.from_pretrained`` too, which reads the base model from the adapter's config.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sblite.backends import lora_kwargs, unsloth_load_kwargs
-from sblite.backends.hf import prepare_tokenizer
+from sblite.backends import unsloth_load_kwargs
+from sblite.backends.base import lora_kwargs, prepare_tokenizer
 from sblite.models import resolve_model
 
 

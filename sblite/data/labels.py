@@ -29,6 +29,9 @@ Difficulty (always a float in [0, 1]; higher is harder), first that applies:
 3. a reference solution in GSM8K style (one step per line before ``####``):
    ``(min(steps, 9) - 1) / 8``, so 1 step → 0.0 and 9+ steps → 1.0;
 4. otherwise 0.5 ("unknown").
+
+This module owns labels and difficulty; it must not read datasets, build the sampling engine
+(``sblite.data.engines``) or write the prepared files (``sblite.data.prepare``).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sblite.data.sources import Row
+from sblite.data.fields import Row
 from sblite.protocol import (
     PLAIN_SYSTEM_PROMPT,
     count_solution_tokens,
@@ -159,7 +162,7 @@ def label_reference(row: Row, tokenizer: Any, max_level: int = 5) -> Label:
 # ------------------------------------------------------------------------------------------- sampling
 
 #: ``generate(prompts, seed) -> k generations per prompt``; each generation has ``text`` and
-#: ``finish_reason`` ("stop" | "length"). ``sblite.generation.generate_batch`` bound to a model fits.
+#: ``finish_reason`` ("stop" | "length"). ``sblite.generate.hf.generate_batch`` bound to a model fits.
 GenerateFn = Callable[[list[str], int], list[list[Any]]]
 
 

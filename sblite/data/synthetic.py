@@ -14,6 +14,9 @@ so the CPU demo and reproduction use these problems instead. Each level adds ste
 
 Every row has ``question``, ``answer`` (an integer as text, never negative), ``solution`` (a worked
 reference ending in ``\\boxed{answer}``), ``level`` and ``id``. The same seed gives the same file.
+
+This module owns generating these problems (and ``write_prepared``, a tiny prepared directory for tests and
+benchmarks); it must not read datasets or load a model (``write_prepared`` takes the tokenizer it counts in).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+
+from sblite.data.prepared import GRPO_FILE, REJECTS_FILE, REPORT_FILE, SFT_FILE
 
 NAMES = ["Ann", "Ben", "Cara", "Dan", "Eve", "Finn", "Gia", "Hugo", "Ivy", "Jon", "Kim", "Leo", "Mia", "Noah"]
 THINGS = ["apples", "books", "coins", "pens", "cards", "eggs", "stamps", "marbles", "shells", "stickers"]
@@ -187,9 +192,9 @@ def write_prepared(out: Path, tokenizer, n: int = 16, *, seed: int = 0) -> Path:
                "level": 1 + i % 2, "difficulty": 0.1 * (1 + i % 2)}
         sft.append({**row, "completion": completion, "b_max": budget})
         grpo.append({**row, "b_max": budget if i % 4 else None})
-    for name, rows in (("sft", sft), ("grpo", grpo), ("rejects", [])):
-        write_jsonl(rows, out / f"{name}.jsonl")
-    (out / "report.json").write_text(json.dumps({"read": n, "kept": n, "rejected": 0}))
+    for name, rows in ((SFT_FILE, sft), (GRPO_FILE, grpo), (REJECTS_FILE, [])):
+        write_jsonl(rows, out / name)
+    (out / REPORT_FILE).write_text(json.dumps({"read": n, "kept": n, "rejected": 0}))
     return out
 
 

@@ -150,11 +150,44 @@ class ZeroSignalGuard(TrainerCallback):
                     control.should_training_stop = True
 
 
-def make_callbacks(stage: str, run_dir: Path, console, *, strict: bool) -> list[TrainerCallback]:
+def make_callbacks(stage: str, metrics_file: Path, console, *, strict: bool) -> list[TrainerCallback]:
     callbacks: list[TrainerCallback] = [
-        MetricsFile(stage, run_dir / "metrics.jsonl"),
+        MetricsFile(stage, metrics_file),
         RichProgress(stage, console),
     ]
     if stage == "grpo":
         callbacks.append(ZeroSignalGuard(console, strict=strict))
     return callbacks
+
+
+class RewardMetricsCallback(TrainerCallback):
+    """Merges the rewards' component metrics (means since the last log) into the trainer's logs.
+
+    Needed only with a TRL that does not pass ``log_metric`` to reward functions; with one that does,
+    the keys are already in the logs and are left alone. Reads any reward with ``drain_metrics()``
+    (``sblite.rewards.BatchReward``). Use ``RewardMetricsCallback.attach(trainer, funcs)`` so it runs before
+    the reporting callbacks (TensorBoard, W&B, the progress bar) see the logs.
+    """
+
+    def __init__(self, reward_funcs: list[Any]) -> None:
+        self.reward_funcs = [f for f in reward_funcs if hasattr(f, "drain_metrics")]
+
+    @classmethod
+    def attach(cls, trainer: Any, reward_funcs: list[Any]) -> RewardMetricsCallback:
+        cb = cls(reward_funcs)
+        trainer.callback_handler.callbacks.insert(0, cb)
+        return cb
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None:
+            return control
+        merged: dict[str, list[float]] = {}
+        for func in self.reward_funcs:
+            for key, val in func.drain_metrics().items():
+                merged.setdefault(key, []).append(val)
+        added = {k: sum(v) / len(v) for k, v in merged.items() if k not in logs}
+        logs.update(added)
+        history = getattr(state, "log_history", None)
+        if added and history and history[-1].get("step") == state.global_step:
+            history[-1].update({k: v for k, v in added.items() if k not in history[-1]})
+        return control

@@ -1,50 +1,26 @@
-"""Batched text generation for sampling and evaluation: load a model for inference, generate k samples per
-prompt, and report for each sample its text, completion token ids, token count and why it ended.
+"""The transformers engine: load a model for inference and generate k samples per prompt in batches.
 
-Used by ``sblite prepare --labels sample`` (k samples per question from the base model) and meant for
-``sblite eval``. Two engines:
+    from sblite.generate.hf import load_for_inference, generate_batch
+    model, tok = load_for_inference("builtin:smollm2-135m")
+    gens = generate_batch(model, tok, prompts, max_new_tokens=256, temperature=0.7, num_return_sequences=4)
 
-- transformers (``generate_batch``): runs anywhere; prompts are left-padded into batches of ``batch_size``
-  prompts x ``num_return_sequences`` samples, generation stops at EOS (or a stop string) per sequence. The
-  RNG is seeded per batch, so the same prompts in the same batch give the same samples on every run (what
-  makes an interrupted ``prepare`` resume to an identical result).
-- vLLM (``VLLMGenerator``), used when ``vllm`` is installed and a CUDA GPU is visible.
+Runs anywhere (CPU or CUDA). Prompts are left-padded into batches of ``batch_size`` prompts x
+``num_return_sequences`` samples; generation stops at EOS (or a stop string) per sequence. The RNG is seeded
+per batch, so the same prompts in the same batch give the same samples on every run (what makes an
+interrupted ``sblite prepare`` resume to an identical result). The default decoder is sblite's own KV-cache
+loop that drops finished sequences (``_decode_compact``); ``engine="hf"`` is ``model.generate``.
 
-Heavy libraries are imported inside the functions, so importing this module is free.
+Owns transformers loading and decoding only: what ``--model`` names is ``loading``'s job, the result type is
+``batch.Generation``. torch/transformers are imported inside the functions, so importing this is free.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
-FinishReason = Literal["stop", "length"]
-
-
-@dataclass(frozen=True, slots=True)
-class Generation:
-    """One sampled completion. ``token_ids`` exclude the prompt, the closing EOS and padding;
-    ``finish_reason`` is ``"stop"`` (EOS or a stop string) or ``"length"`` (cut at ``max_new_tokens``)."""
-
-    text: str
-    token_ids: tuple[int, ...]
-    n_tokens: int
-    finish_reason: FinishReason
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "token_ids": list(self.token_ids),
-            "n_tokens": self.n_tokens,
-            "finish_reason": self.finish_reason,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Generation:
-        return cls(d["text"], tuple(d["token_ids"]), int(d["n_tokens"]), d["finish_reason"])
+from sblite.generate.batch import FinishReason, Generation
 
 
 def _default_device() -> str:
@@ -129,9 +105,10 @@ def generate_batch(
     """``num_return_sequences`` samples for each prompt, in prompt order.
 
     Prompts are full prompt texts (chat template applied, e.g. ``protocol.render_prompt``), tokenised by
-    ``protocol.encode_prompt`` (a trailing pre-fill apart from the template, as in training). ``temperature == 0`` is greedy. Batches hold ``batch_size`` prompts; the
-    RNG is re-seeded with ``seed + index of the batch's first prompt`` before each, so a batch's samples do
-    not depend on what ran before it. ``on_batch(n_prompts_done)`` is called after each batch.
+    ``protocol.encode_prompt`` (a trailing pre-fill apart from the template, as in training).
+    ``temperature == 0`` is greedy. Batches hold ``batch_size`` prompts; the RNG is re-seeded with
+    ``seed + index of the batch's first prompt`` before each, so a batch's samples do not depend on what ran
+    before it. ``on_batch(n_prompts_done)`` is called after each batch.
 
     ``engine="compact"`` (default) is sblite's own KV-cache loop that drops finished sequences from the
     batch (see ``_decode_compact``); ``"hf"`` is ``model.generate``, kept as the reference implementation.
@@ -290,76 +267,3 @@ def _decode_compact(
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
     return [(t, r) for t, r in zip(tokens_out, reasons, strict=True)]
-
-
-# ----------------------------------------------------------------------------------------------- vLLM
-
-
-def vllm_available() -> bool:
-    if importlib.util.find_spec("vllm") is None:
-        return False
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except ImportError:
-        return False
-
-
-class VLLMGenerator:
-    """The same contract as ``generate_batch`` on vLLM (CUDA). vLLM schedules its own batches, so
-    ``batch_size`` only sets how many prompts go in one ``generate`` call (progress granularity)."""
-
-    def __init__(self, model: str, *, seed: int = 0, gpu_memory_utilization: float = 0.85, **llm_kwargs: Any):
-        from vllm import LLM  # type: ignore[import-not-found]
-
-        from sblite.models import resolve_model
-
-        self.llm = LLM(
-            model=resolve_model(model), seed=seed, gpu_memory_utilization=gpu_memory_utilization, **llm_kwargs
-        )
-        self.tokenizer = self.llm.get_tokenizer()
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        *,
-        max_new_tokens: int,
-        temperature: float,
-        top_p: float = 1.0,
-        num_return_sequences: int = 1,
-        batch_size: int = 64,
-        seed: int = 0,
-        stop_strings: Sequence[str] | None = None,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> list[list[Generation]]:
-        from vllm import SamplingParams  # type: ignore[import-not-found]
-
-        from sblite import protocol
-
-        results: list[list[Generation]] = []
-        for start in range(0, len(prompts), batch_size):
-            chunk = list(prompts[start : start + batch_size])
-            params = SamplingParams(
-                n=num_return_sequences,
-                temperature=temperature,
-                top_p=top_p,
-                max_tokens=max_new_tokens,
-                seed=seed + start,
-                stop=list(stop_strings) if stop_strings else None,
-            )
-            eos = self.tokenizer.eos_token_id
-            # token ids, not text: the pre-fill boundary must be the one training used (protocol.encode_prompt)
-            token_prompts = [{"prompt_token_ids": protocol.encode_prompt(self.tokenizer, p)} for p in chunk]
-            for req in self.llm.generate(token_prompts, params, use_tqdm=False):
-                gens = []
-                for o in req.outputs:
-                    ids = [int(t) for t in o.token_ids]
-                    while ids and ids[-1] == eos:  # vLLM keeps the EOS it stopped on
-                        ids.pop()
-                    reason: FinishReason = "length" if o.finish_reason == "length" else "stop"
-                    gens.append(Generation(o.text, tuple(ids), len(ids), reason))
-                results.append(gens)
-            if on_batch is not None:
-                on_batch(len(chunk))
-        return results

@@ -6,9 +6,9 @@
 
 Modes: ``self`` (the model states its budget), ``prefill`` (each ``--budgets`` value is pre-filled: a sweep),
 ``none`` (plain prompting without the budget format: the base model's own length, the baseline for
-compression). Every sample is generated in batches (``sblite.generation``), graded with
+compression). Every sample is generated in batches (``sblite.generate.batch``), graded with
 ``sblite.verify.is_correct`` (the same checker for every mode, so base and trained runs compare fairly) and
-measured in solution tokens with ``protocol.count_solution_tokens``. Metrics are ``sblite.metrics``.
+measured in solution tokens with ``protocol.count_solution_tokens``. Metrics are ``sblite.eval.metrics``.
 
 Writes ``results.json`` (summary + one record per sample), ``report.md`` (paper-style tables) and PNG plots.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sblite import protocol
-from sblite.metrics import EvalRecord, report
+from sblite.eval.metrics import EvalRecord, report
 
 MODES = ("self", "prefill", "none")
 
@@ -53,6 +53,7 @@ class EvalOptions:
     gguf: str | None = None  # evaluate this GGUF (llama.cpp, or transformers reading it) instead of --model
     plots: bool = True
     style: str = "plain"  # mode none: the instruction (protocol.SAMPLE_STYLES), e.g. brief for a terse baseline
+    sources: dict[str, str] | None = None  # where each option came from (sblite.options); kept in results.json
 
 
 # ---------------------------------------------------------------------------------------------- questions
@@ -68,66 +69,34 @@ def load_questions(
     rejects: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Questions with ``id``, ``question``, ``answer``, ``level``, ``difficulty`` from any ``prepare`` source,
-    or from a prepared directory (its ``grpo.jsonl``). A row that cannot be used is appended to ``rejects``
+    or from a prepared directory (its GRPO rows). A row that cannot be used is appended to ``rejects``
     (line, field, reason, detail — as ``prepare``'s rejects.jsonl), never dropped unseen."""
-    rejects = rejects if rejects is not None else []
-    path = Path(spec)
-    if path.is_dir():
-        grpo = path / "grpo.jsonl"
-        if not grpo.is_file():
-            raise EvalError(
-                f"--dataset {spec}: a directory must be a `sblite prepare` output (no grpo.jsonl)"
-            )
-        out = []
-        for lineno, line in enumerate(grpo.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            r = json.loads(line)
-            missing = next((k for k in ("question", "answer") if r.get(k) in (None, "")), None)
-            if missing:
-                rejects.append({"line": lineno, "id": r.get("id"), "field": missing, "reason": "missing_field",
-                                "detail": f"{grpo}:{lineno}: no {missing!r}"})  # fmt: skip
-                continue
-            out.append({k: r.get(k) for k in ("id", "question", "answer", "level", "difficulty")})
-        return out[:limit] if limit else out
     from sblite.data.labels import static_difficulty
-    from sblite.data.sources import (
-        Row,
-        SourceError,
-        Validator,
-        collect_columns,
-        read_records,
-        resolve_fields,
-        resolve_source,
-    )
+    from sblite.data.prepared import PreparedDataError, read_questions
+    from sblite.data.readers import SourceError
+    from sblite.data.rows import load_rows
 
+    rejects = rejects if rejects is not None else []
+    if Path(spec).is_dir():
+        try:
+            rows, bad = read_questions(spec)
+        except PreparedDataError as err:
+            raise EvalError(f"--dataset {spec}: {err}") from None
+        rejects.extend(bad)
+        out = [{k: r.get(k) for k in ("id", "question", "answer", "level", "difficulty")} for r in rows]
+        return out[:limit] if limit else out
     try:
-        source = resolve_source(spec, data_dir)
-        records = list(read_records(source))
-        fields = resolve_fields(
-            source, collect_columns(records), question_field=question_field, answer_field=answer_field
+        loaded = load_rows(
+            spec, data_dir=data_dir, max_rows=limit, question_field=question_field, answer_field=answer_field
         )
     except SourceError as err:
         raise EvalError(str(err)) from None
-    validate = Validator(source, fields)
+    rejects.extend(rj.to_json() for rj in loaded.rejects)
     out = []
-    for rec in records:
-        row = validate(rec)
-        if isinstance(row, Row):
-            difficulty, _ = static_difficulty(row)
-            out.append(
-                {
-                    "id": row.id,
-                    "question": row.question,
-                    "answer": row.answer,
-                    "level": row.level,
-                    "difficulty": difficulty,
-                }
-            )
-            if limit and len(out) >= limit:
-                break
-        else:
-            rejects.append(row.to_json())
+    for row in loaded.rows:
+        difficulty, _ = static_difficulty(row)
+        out.append({"id": row.id, "question": row.question, "answer": row.answer, "level": row.level,
+                    "difficulty": difficulty})  # fmt: skip
     if not out:
         raise EvalError(f"--dataset {spec}: no valid questions (check the fields with `sblite prepare`)")
     return out
@@ -214,32 +183,16 @@ def load_records(path: str | Path) -> list[EvalRecord]:
 
 def _engine(opts: EvalOptions, console):
     """(tokenizer, batched generate function, label, model info) for ``--model`` or ``--gguf``."""
-    from functools import partial
+    from sblite.generate.batch import open_batch_engine
 
-    from sblite.generation import generate_batch
-
-    if opts.gguf:
-        from sblite import llamacpp
-        from sblite.inference import load_gguf_tokenizer, load_gguf_with_transformers, resolve_gguf
-
-        spec = resolve_gguf(opts.gguf)
-        tok = load_gguf_tokenizer(spec)
-        info = {"gguf": spec.path, "instruction_in_user": spec.instruction_in_user}
-        if llamacpp.available():
-            info["engine"] = "llama.cpp"
-            return tok, llamacpp.LlamaCppGenerator(spec.path, seed=opts.seed).generate, spec.label, info
-        with console.status(f"loading {spec.label} with transformers (llama-cpp-python is not installed)…"):
-            model = load_gguf_with_transformers(spec)
-        info["engine"] = "transformers"
-        return tok, partial(generate_batch, model, tok), spec.label, info
-    from sblite.inference import load_model, resolve_model_spec
-
-    spec = resolve_model_spec(opts.model, stage=opts.stage)
-    with console.status(f"loading {spec.label or spec.base}…"):
-        model, tok = load_model(spec)
-    info = {"base": spec.base, "adapter": spec.adapter, "instruction_in_user": spec.instruction_in_user,
-            "engine": "transformers"}
-    return tok, partial(generate_batch, model, tok), spec.label or spec.base, info
+    engine = open_batch_engine(
+        model=None if opts.gguf else opts.model,
+        gguf=opts.gguf or None,
+        stage=opts.stage,
+        seed=opts.seed,
+        status=console.status,
+    )
+    return engine.tokenizer, engine.generate, engine.label, engine.info
 
 
 def run_eval(opts: EvalOptions, console=None) -> dict[str, Any]:
@@ -407,6 +360,6 @@ def write_outputs(result: dict[str, Any], out: Path, *, plots: bool = True) -> N
     tmp.replace(out / "results.json")
     (out / "report.md").write_text(render_report(result), encoding="utf-8")
     if plots:
-        from sblite.plots import plot_eval
+        from sblite.eval.plots import plot_eval
 
         plot_eval(result, out)

@@ -1,13 +1,20 @@
-"""Budget-aware streaming generation: the user sees the budget first, then a progress bar against it.
+"""``sblite generate``'s live view: the user sees the budget first, then a progress bar against it.
 
     sblite generate "A train travels 60 km in 1.5 hours. What is its speed?" --model runs/demo
     sblite generate "…" --model runs/demo --budget 40          # pre-fill: force a short answer
+    sblite generate "…" --gguf gguf/demo/demo-q8_0.gguf        # llama.cpp (transformers if not installed)
 
 ``stream_answer`` runs ``model.generate`` in a worker thread with a token streamer and yields ``Progress``
-snapshots. The moment ``</budget>`` has been generated the budget is known, and the live view shows
-"budget N tokens (≈ T s at the measured rate)" and a bar of solution tokens against N, with an ETA; past N
-the bar turns to an over-budget style. Ctrl-C stops generation at the next token, and the partial answer
-and its statistics are still printed. ``--json`` prints one object instead of the live view.
+snapshots; ``stream_answer_llamacpp`` does the same from a GGUF through llama.cpp, and
+``stream_gguf_answer`` picks between them for ``--gguf``. ``track`` turns any engine's tokens into
+snapshots: the moment ``</budget>`` has been generated the budget is known, and the live view
+(``render_live``) shows "budget N tokens (≈ T s at the measured rate)" and a bar of solution tokens against
+N, with an ETA; past N the bar turns to an over-budget style. Ctrl-C stops generation at the next token, and
+the partial answer and its statistics are still printed (``summary_line``); ``--json`` prints
+``Progress.to_json()`` instead of the live view.
+
+One question at a time only: batches are ``batch``/``hf``/``vllm``/``llamacpp``'s, and what ``--model`` or
+``--gguf`` names is ``loading``'s.
 """
 
 from __future__ import annotations
@@ -17,9 +24,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sblite import protocol
+
+if TYPE_CHECKING:
+    from sblite.generate.batch import StatusFn
 
 
 @dataclass
@@ -107,7 +117,7 @@ def stream_answer(
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    from sblite.generation import encode_batch
+    from sblite.generate.hf import encode_batch
 
     stop_event = stop_event or threading.Event()
     prompt = protocol.render_prompt(
@@ -213,7 +223,7 @@ def track(
     yield state
 
 
-def stream_answer_gguf(
+def stream_answer_llamacpp(
     path: str,
     tokenizer: Any,
     question: str,
@@ -225,7 +235,7 @@ def stream_answer_gguf(
     stop_event: threading.Event | None = None,
 ) -> Iterator[Progress]:
     """``stream_answer`` for a GGUF file through llama.cpp; ``tokenizer`` renders the chat prompt."""
-    from sblite.llamacpp import stream_gguf
+    from sblite.generate.llamacpp import stream_gguf
 
     prompt = protocol.render_prompt(
         tokenizer, question, budget=budget, instruction_in_user=instruction_in_user
@@ -241,6 +251,36 @@ def stream_answer_gguf(
                 return
 
     yield from track(chunks(), budget=budget, stop_event=stop_event or threading.Event(), tokenizer=tokenizer)
+
+
+def stream_gguf_answer(
+    path: str, question: str, *, status: StatusFn | None = None, **kwargs: Any
+) -> tuple[Iterator[Progress], str]:
+    """``(stream, label)`` for ``sblite generate --gguf``: llama.cpp when llama-cpp-python is installed, else
+    transformers reading the GGUF. ``label`` is the file name and the engine, e.g. ``"m.gguf (llama.cpp)"``.
+
+    ``kwargs`` go to ``stream_answer``/``stream_answer_llamacpp`` (``budget``, ``max_new_tokens``,
+    ``temperature``, ``stop_event``); the prompt settings come from the GGUF's provenance. ``status(message)``
+    wraps the slow transformers load (``console.status``). Raises FileNotFoundError for a missing file.
+    """
+    import contextlib
+
+    from sblite.generate import llamacpp
+    from sblite.generate.loading import load_gguf_tokenizer, load_gguf_with_transformers, resolve_gguf
+
+    spec = resolve_gguf(path)
+    tok = load_gguf_tokenizer(spec)
+    if llamacpp.available():
+        stream = stream_answer_llamacpp(
+            spec.path, tok, question, instruction_in_user=spec.instruction_in_user, **kwargs
+        )
+        return stream, f"{spec.label} (llama.cpp)"
+    with (status or (lambda _m: contextlib.nullcontext()))(
+        f"loading {spec.label} with transformers (llama-cpp-python is not installed)…"
+    ):
+        model = load_gguf_with_transformers(spec)
+    stream = stream_answer(model, tok, question, instruction_in_user=spec.instruction_in_user, **kwargs)
+    return stream, f"{spec.label} (transformers)"
 
 
 def render_live(state: Progress, question: str):
@@ -282,6 +322,7 @@ def render_live(state: Progress, question: str):
 
 
 def summary_line(state: Progress) -> str:
+    """One line after the answer: why it ended, tokens and rate, solution vs budget, the answer, format."""
     info = state.to_json()
     bits = [
         "stopped by user" if state.stopped else "done",

@@ -1,4 +1,4 @@
-"""Load any model sblite can evaluate or chat with: a run directory, an adapter, a model dir, a name.
+"""What ``--model`` and ``--gguf`` name, turned into a loaded model and the way it expects to be prompted.
 
 ``sblite eval --model`` and ``sblite generate --model`` take the same specs:
 
@@ -7,8 +7,11 @@
 - a LoRA adapter directory (``adapter_config.json``): its base model + the adapter;
 - a full model directory, a ``builtin:`` name, or a hub id.
 
+``--gguf`` names a ``.gguf`` file; its tokenizer comes from the merged model dir its provenance names.
+
 Adapters are merged into the base weights after loading (``merge_and_unload``): generation is then as fast
-as the plain model's, and the numbers are the adapter's.
+as the plain model's, and the numbers are the adapter's. The run directory's layout is ``sblite.rundir``'s;
+decoding is the engines' (``hf``, ``llamacpp``): nothing here generates.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from sblite.rundir import ADAPTER_CONFIG, STAGES, RunDir
 
 
 @dataclass(frozen=True)
@@ -33,57 +36,55 @@ class ModelSpec:
     run_dir: str | None = None
 
 
-def _recipe_model(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "recipe.resolved.yaml"
-    if not path.is_file():
-        return {}
-    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("model", {})
+def _recipe_model(run: RunDir | None) -> dict[str, Any]:
+    """The ``model`` section of the run's stored recipe ({} without a run or a recipe)."""
+    return run.recipe_dict().get("model", {}) if run is not None else {}
 
 
 def resolve_model_spec(spec: str, *, stage: str | None = None) -> ModelSpec:
     """Interpret ``--model``. ``stage`` picks ``sft`` or ``grpo`` inside a run directory (default: newest)."""
     path = Path(spec)
-    if path.is_dir() and (path / "recipe.resolved.yaml").is_file():
-        stages = [stage] if stage else ["grpo", "sft"]
-        for s in stages:
-            if (path / s / "adapter_config.json").is_file():
-                model = _recipe_model(path)
-                return ModelSpec(
-                    base=model.get("adapter")
-                    and _adapter_base(Path(model["adapter"]))
-                    or model["name_or_path"],
-                    adapter=str(path / s),
-                    instruction_in_user=bool(model.get("instruction_in_user", False)),
-                    chat_template=model.get("chat_template"),
-                    label=f"{path.name}/{s}",
-                    run_dir=str(path),
-                )
-        raise FileNotFoundError(f"{spec}: no finished {' or '.join(stages)} stage (no adapter_config.json)")
-    if path.is_dir() and (path / "adapter_config.json").is_file():
-        run = path.parent if (path.parent / "recipe.resolved.yaml").is_file() else None
-        model = _recipe_model(run) if run else {}
+    if RunDir.is_run(path):
+        run = RunDir(path)
+        stages = [stage] if stage else None
+        found = run.newest_stage(stages)
+        if found is None:
+            names = " or ".join(stages or reversed(STAGES))  # newest first, as searched
+            raise FileNotFoundError(f"{spec}: no finished {names} stage (no {ADAPTER_CONFIG})")
+        model = _recipe_model(run)
+        return ModelSpec(
+            base=model.get("adapter") and _adapter_base(Path(model["adapter"])) or model["name_or_path"],
+            adapter=str(run.adapter(found)),
+            instruction_in_user=bool(model.get("instruction_in_user", False)),
+            chat_template=model.get("chat_template"),
+            label=f"{path.name}/{found}",
+            run_dir=str(run),
+        )
+    if path.is_dir() and (path / ADAPTER_CONFIG).is_file():
+        owner = RunDir.of_adapter(path)
+        model = _recipe_model(owner)
         return ModelSpec(
             base=model.get("name_or_path") or _adapter_base(path),
             adapter=str(path),
             instruction_in_user=bool(model.get("instruction_in_user", False)),
             chat_template=model.get("chat_template"),
             label=path.name,
-            run_dir=str(run) if run else None,
+            run_dir=str(owner) if owner else None,
         )
     return ModelSpec(base=spec, label=path.name if path.is_dir() else spec)
 
 
 def _adapter_base(adapter: Path) -> str:
-    cfg = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    cfg = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     base = cfg.get("base_model_name_or_path")
     if not base:
-        raise FileNotFoundError(f"{adapter}/adapter_config.json names no base model")
+        raise FileNotFoundError(f"{adapter}/{ADAPTER_CONFIG} names no base model")
     return base
 
 
 def load_model(spec: ModelSpec, *, dtype: str = "auto", device: str | None = None) -> tuple[Any, Any]:
     """``(model, tokenizer)`` in eval mode with left padding; an adapter is merged into the base."""
-    from sblite.generation import load_for_inference
+    from sblite.generate.hf import load_for_inference
 
     model, tok = load_for_inference(spec.base, dtype=dtype, device=device, tokenizer=spec.adapter)
     if spec.adapter:
@@ -108,6 +109,7 @@ class GGUFSpec:
 
 
 def resolve_gguf(path: str) -> GGUFSpec:
+    """``--gguf``: the file, its tokenizer source and prompt settings (from ``FILE.provenance.json``)."""
     p = Path(path)
     if not p.is_file() or p.suffix != ".gguf":
         raise FileNotFoundError(f"{path}: not a .gguf file")
@@ -123,6 +125,7 @@ def resolve_gguf(path: str) -> GGUFSpec:
 
 
 def load_gguf_tokenizer(spec: GGUFSpec):
+    """The GGUF's tokenizer with left padding and a pad token, as ``hf.load_for_inference`` sets them."""
     from transformers import AutoTokenizer
 
     directory, gguf_file = spec.tokenizer_source
@@ -135,13 +138,12 @@ def load_gguf_tokenizer(spec: GGUFSpec):
 
 def load_gguf_with_transformers(spec: GGUFSpec):
     """The GGUF's weights in transformers (dequantised): the fallback engine when llama.cpp is not installed."""
-    import contextlib
-    import io
-
     from transformers import AutoModelForCausalLM
 
+    from sblite.logs import quiet_libraries
+
+    quiet_libraries()  # the GGUF loader's de-quantisation bar
     p = Path(spec.path)
-    with contextlib.redirect_stderr(io.StringIO()):  # its de-quantisation bar is a bare tqdm on stderr
-        model = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name)
+    model = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name)
     model.eval()
     return model

@@ -8,9 +8,14 @@ imports it lazily; ``available()`` says whether it is there.
   a child process so its logs and any crash stay out of sblite; else ``llama-quantize`` on PATH).
 - ``check_against(...)``: what ``sblite export`` verifies: the file loads, llama.cpp tokenizes the budget
   tags and check prompts as the HF tokenizer does, and its greedy continuation equals transformers'.
-- ``generate_gguf`` / ``stream_gguf`` / ``LlamaCppGenerator``: generation from a GGUF for
-  ``sblite generate --gguf`` and ``sblite eval --gguf``, with the same ``Generation`` records as
-  ``sblite.generation``.
+- ``generate_gguf`` / ``stream_gguf`` / ``LlamaCppGenerator``: the llama.cpp engine, generation from a GGUF
+  for ``sblite generate --gguf`` and ``sblite eval --gguf``, returning ``batch.Generation`` records under the
+  ``batch.GenerateFn`` contract.
+
+    python -m sblite.generate.llamacpp quantize SRC DST QUANT NTHREAD   # the child process of ``quantize``
+
+Owns llama.cpp only: writing a GGUF is ``sblite.export``'s, picking llama.cpp for ``--gguf`` is
+``batch.open_batch_engine``'s and ``stream.stream_gguf_answer``'s.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ def quantizer() -> str | None:
 def _ftype(quant: str) -> int:
     import gguf
 
-    from sblite.ggufwrite import LLAMACPP_QUANTS
+    from sblite.export.writer import LLAMACPP_QUANTS
 
     names = {"f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q8_0": "MOSTLY_Q8_0", **LLAMACPP_QUANTS}
     return int(gguf.LlamaFileType[names[quant]])
@@ -56,7 +61,16 @@ def quantize(src: str | Path, dst: str | Path, quant: str, *, nthread: int = 0) 
     if tool is None:
         raise RuntimeError(f"no llama.cpp quantizer: install llama-cpp-python ({INSTALL_HINT})")
     if tool == "llama-cpp-python":
-        cmd = [sys.executable, "-m", "sblite.llamacpp", "quantize", str(src), str(dst), quant, str(nthread)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "sblite.generate.llamacpp",
+            "quantize",
+            str(src),
+            str(dst),
+            quant,
+            str(nthread),
+        ]
     else:
         cmd = [tool, str(src), str(dst), quant.upper(), *([str(nthread)] if nthread else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -198,7 +212,7 @@ def check_against(
     import numpy as np
     import torch
 
-    from sblite.generation import eos_token_ids
+    from sblite.generate.hf import eos_token_ids
 
     llm = load(str(gguf_path), 4096, 0)
     mismatches = []
@@ -300,8 +314,8 @@ def generate_gguf(
     seed: int = 0,
     n_ctx: int = 4096,
 ):
-    """One ``sblite.generation.Generation`` per prompt (text, completion ids, token count, finish reason)."""
-    from sblite.generation import Generation
+    """One ``sblite.generate.batch.Generation`` per prompt (text, completion ids, token count, finish reason)."""
+    from sblite.generate.batch import Generation
 
     results = []
     for i, prompt in enumerate(prompts):
@@ -330,7 +344,7 @@ def generate_gguf(
 
 
 class LlamaCppGenerator:
-    """The contract of ``sblite.generation.VLLMGenerator.generate`` on a GGUF file (CPU, any machine)."""
+    """``batch.GenerateFn`` (as ``hf.generate_batch``) on a GGUF file (CPU, any machine)."""
 
     def __init__(self, path: str | Path, *, seed: int = 0, n_ctx: int = 4096):
         self.path, self.seed, self.n_ctx = str(path), seed, n_ctx
@@ -375,4 +389,4 @@ class LlamaCppGenerator:
 if __name__ == "__main__":  # the child process of ``quantize``
     if len(sys.argv) == 6 and sys.argv[1] == "quantize":
         sys.exit(_quantize_in_process(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
-    sys.exit("usage: python -m sblite.llamacpp quantize SRC DST QUANT NTHREAD")
+    sys.exit("usage: python -m sblite.generate.llamacpp quantize SRC DST QUANT NTHREAD")

@@ -1,0 +1,1 @@
+"""``sblite eval``: generate on a benchmark, grade, and measure accuracy, length, compression and adherence."""

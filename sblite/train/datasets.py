@@ -1,0 +1,179 @@
+"""What each training stage trains on: prepared rows → the datasets TRL's trainers receive.
+
+- SFT: pre-tokenized ``input_ids`` + ``completion_mask`` built by ``protocol.encode_training_example``, so the
+  ``<budget>N</budget><solution>`` boundary is tokenized exactly as inference pre-fills it.
+- GRPO: prompts rendered by ``protocol.render_prompt`` and handed to TRL as text (checked to tokenize to
+  sblite's ids), a ``grpo.prefill_fraction`` share of them pre-filled with a forced budget, plus the reward
+  columns (``answer``, ``b_max``, ``level``). Prompts over ``data.max_prompt_length`` come back as rejects.
+
+No trainer is built here and no model is loaded; TRL and datasets are imported inside the builders.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+from sblite import protocol
+from sblite.config import Recipe
+from sblite.train import TrainingError
+
+#: tokens a completion spends before its solution: "<budget>1234</budget>" and slack for the tag split
+BUDGET_TAG_TOKENS = 16
+
+
+def prompt_options(cfg: Recipe) -> dict[str, Any]:
+    return {"instruction_in_user": cfg.model.instruction_in_user}
+
+
+def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer):
+    """Tokenized SFT examples (``input_ids`` + ``completion_mask``, which TRL turns into completion-only
+    labels): ``protocol.encode_training_example`` keeps the pre-fill boundary where inference has it."""
+    from datasets import Dataset
+
+    if not rows:
+        raise TrainingError("the prepared sft.jsonl is empty: no question had a correct labelled response")
+    examples = []
+    for r in rows:
+        try:
+            ids, mask = protocol.encode_training_example(
+                tokenizer, r["question"], r["completion"], **prompt_options(cfg)
+            )
+        except ValueError as err:
+            raise TrainingError(f"SFT example {r.get('id')!r}: {err}") from None
+        examples.append({"input_ids": ids, "completion_mask": mask})
+    return Dataset.from_list(examples)
+
+
+def completion_tokens_needed(budget: float, cfg: Recipe) -> float:
+    """Room a completion with this budget needs: the budget × ``grpo.completion_headroom`` + the tags.
+
+    >>> from sblite.config import load_recipe
+    >>> completion_tokens_needed(100, load_recipe("tiny-cpu", ["grpo.completion_headroom=1.5"]))
+    166.0
+    """
+    return budget * cfg.grpo.completion_headroom + BUDGET_TAG_TOKENS
+
+
+def check_completion_length(rows: list[dict[str, Any]], cfg: Recipe) -> dict[str, float]:
+    """Refuse a GRPO recipe whose ``max_completion_length`` would truncate most budgeted completions.
+
+    A completion needs its budget plus the tag overhead; ``completion_headroom`` leaves room for answers
+    that run over. Returns the numbers the check saw (they go to provenance).
+    """
+    budgets = sorted(b for b in (protocol.parse_b_max(r.get("b_max")) for r in rows) if math.isfinite(b))
+    limit = cfg.grpo.max_completion_length
+    if not budgets:
+        return {"finite_budgets": 0, "max_completion_length": limit}
+    need = [completion_tokens_needed(b, cfg) for b in budgets]
+    truncated = sum(n > limit for n in need) / len(need)
+    p90 = budgets[min(len(budgets) - 1, int(0.9 * len(budgets)))]
+    stats = {
+        "finite_budgets": len(budgets),
+        "max_budget": budgets[-1],
+        "p90_budget": p90,
+        "max_completion_length": limit,
+        "share_truncated": truncated,
+    }
+    if truncated > 0.5:
+        suggest = math.ceil(completion_tokens_needed(p90, cfg))
+        raise TrainingError(
+            f"grpo.max_completion_length={limit} would truncate {truncated:.0%} of completions (budgets up to "
+            f"{budgets[-1]:.0f}, p90 {p90:.0f}, headroom ×{cfg.grpo.completion_headroom}); set "
+            f"grpo.max_completion_length={suggest} or prepare shorter data"
+        )
+    return stats
+
+
+def prefill_budgets(ids: list[str], cfg: Recipe) -> dict[str, int]:
+    """The pre-filled budget of each GRPO question that gets one (``grpo.prefill_fraction`` of them).
+
+    Seeded by ``grpo.seed`` and the question id, so a resumed run sees the same prompts; budgets are
+    log-uniform in ``grpo.prefill_range`` so short and long forced budgets are equally represented.
+
+    >>> from sblite.config import load_recipe
+    >>> cfg = load_recipe("tiny-cpu", ["grpo.prefill_fraction=1.0", "grpo.prefill_range=[16,64]"])
+    >>> b = prefill_budgets(["a", "b", "c"], cfg)
+    >>> sorted(b) == ["a", "b", "c"] and all(16 <= v <= 64 for v in b.values())
+    True
+    """
+    g = cfg.grpo
+    lo, hi = g.prefill_range
+    out = {}
+    for qid in ids:
+        rng = random.Random(f"{g.seed}:{qid}")
+        if rng.random() < g.prefill_fraction:
+            out[qid] = round(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    return out
+
+
+def trl_prompt_text(tokenizer, prompt: str, want: list[int] | None = None) -> str:
+    """``prompt`` as the text to hand TRL, which tokenizes a text prompt as ``tokenizer(text=...)``: the
+    result must give exactly ``protocol.encode_prompt``'s ids. A tokenizer that adds its BOS to a template
+    that already opens with it gets the template's copy removed; any other difference is an error."""
+    want = protocol.encode_prompt(tokenizer, prompt) if want is None else want
+    candidates = [prompt]
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and prompt.startswith(bos):
+        candidates.append(prompt[len(bos) :])
+    for text in candidates:
+        if list(tokenizer(text=[text])["input_ids"][0]) == want:
+            return text
+    got = list(tokenizer(text=[prompt])["input_ids"][0])
+    at = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
+    raise TrainingError(
+        f"the tokenizer encodes the GRPO prompt differently from sblite's pre-fill boundary at token {at} "
+        f"({tokenizer.decode(got[at : at + 4])!r} vs {tokenizer.decode(want[at : at + 4])!r}): the model would "
+        "be trained on one context and served another; report this tokenizer"
+    )
+
+
+def build_grpo_dataset(
+    rows: list[dict[str, Any]], cfg: Recipe, tokenizer
+) -> tuple[Any, list[dict[str, Any]]]:
+    """``(dataset, rejects)``: text prompts + reward columns (``answer``, ``b_max``, ``level``); a prompt over
+    ``data.max_prompt_length`` tokens is a reject (``{"id", "reason", ...}``), never silently dropped.
+
+    Prompts are rendered by sblite (``protocol.render_prompt``) and handed to TRL as text: with
+    ``grpo.prefill_fraction`` a share of them end inside an open assistant turn in ``<budget>N</budget><solution>``,
+    which TRL's generation continues (a conversational prompt with a trailing assistant message would be rendered
+    as a closed turn). The rewards read N back from the prompt, so only obeying it pays.
+    """
+    from datasets import Dataset
+
+    forced = prefill_budgets([str(r.get("id", i)) for i, r in enumerate(rows)], cfg)
+    kept, rejects = [], []
+    limit = cfg.data.max_prompt_length
+    for i, r in enumerate(rows):
+        qid = str(r.get("id", i))
+        budget = forced.get(qid)
+        text = protocol.render_prompt(tokenizer, r["question"], budget=budget, **prompt_options(cfg))
+        ids = protocol.encode_prompt(tokenizer, text)
+        n = len(ids)
+        if n > limit:
+            rejects.append(
+                {
+                    "id": qid,
+                    "stage": "grpo",
+                    "reason": f"prompt is {n} tokens > data.max_prompt_length={limit}",
+                    "prompt_tokens": n,
+                }
+            )
+            continue
+        b = protocol.parse_b_max(r.get("b_max"))
+        kept.append(
+            {
+                "prompt": trl_prompt_text(tokenizer, text, ids),
+                "answer": str(r["answer"]),
+                "b_max": int(b) if math.isfinite(b) else None,
+                "level": r.get("level"),
+            }
+        )
+    if not kept:
+        raise TrainingError(
+            f"every GRPO prompt is longer than data.max_prompt_length={limit} tokens; raise it"
+        )
+    return Dataset.from_list(kept), rejects
+
+
