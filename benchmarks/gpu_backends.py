@@ -82,7 +82,7 @@ def child(backend: str, model_dir: str, data_dir: str, out: str, steps: int, toy
     """Run GRPO with one backend and print one JSON line: step times and peak memory."""
     from rich.console import Console
 
-    from sblite.config import load_recipe
+    from sblite.recipes import load_recipe
     from sblite.train.run import run_training
 
     overrides = [

@@ -128,9 +128,9 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     import sblite.train.run as train
-    from sblite.config import load_recipe
     from sblite.data.prepared import load_prepared
     from sblite.models import resolve_model
+    from sblite.recipes import load_recipe
 
     work = Path(args.work)
     budgets = [int(b) for b in args.budgets.split(",")]

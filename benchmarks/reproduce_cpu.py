@@ -69,8 +69,8 @@ def main() -> None:
 
     from rich.console import Console
 
-    from sblite.config import load_recipe
     from sblite.eval.run import EvalOptions, markdown_table, run_eval
+    from sblite.recipes import load_recipe
     from sblite.train.run import run_training
 
     console = Console()

@@ -95,7 +95,7 @@ def _time_grpo_train() -> None:
 def child_sblite(settings: dict, out: Path) -> None:
     from rich.console import Console
 
-    from sblite.config import load_recipe
+    from sblite.recipes import load_recipe
     from sblite.train.run import run_training
 
     cfg = load_recipe(RECIPE, settings["overrides"] + [f"output_dir={out}"])
@@ -307,8 +307,8 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from sblite.config import load_recipe
     from sblite.models import resolve_model
+    from sblite.recipes import load_recipe
 
     tmp = Path(tempfile.mkdtemp(prefix="sblite-overhead-"))
     base = load_recipe(RECIPE, recipe_overrides(tmp / "data", args.steps, args.save_steps))

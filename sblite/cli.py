@@ -41,7 +41,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 @app.command("recipes")
 def recipes_cmd() -> None:
     """List the recipes: name, stages, model and purpose."""
-    from sblite.config import RecipeError, list_recipes, load_recipe
+    from sblite.config import RecipeError
+    from sblite.recipes import list_recipes, load_recipe
 
     table = Table(title="sblite recipes", title_justify="left")
     for col in ("name", "stages", "model", "purpose"):
@@ -92,7 +93,8 @@ def train_cmd(
     dry_run: Annotated[bool, typer.Option(help="print the resolved, validated recipe and exit")] = False,
 ) -> None:
     """Budget SFT and budget-guided GRPO from a recipe."""
-    from sblite.config import RecipeError, load_recipe_with_sources
+    from sblite.config import RecipeError
+    from sblite.recipes import load_recipe_with_sources
 
     overrides = list(set_ or [])
     if backend:
@@ -144,7 +146,7 @@ def _print_plan(cfg, sources) -> None:
     from rich.syntax import Syntax
 
     from sblite.backends import select_backend
-    from sblite.config import annotated_yaml
+    from sblite.recipes import annotated_yaml
     from sblite.train.plan import train_plan
 
     console.print(Syntax(annotated_yaml(cfg, sources), "yaml", theme="ansi_dark", background_color="default"))

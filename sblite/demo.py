@@ -59,11 +59,11 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     """Run every step; returns the summary written to ``OUT/demo.json``."""
     from rich.console import Console
 
-    from sblite.config import load_recipe_with_sources
     from sblite.data.prepare import PrepareOptions, run_prepare
     from sblite.eval.run import EvalOptions, run_eval
     from sblite.logs import progress_bars, quiet_libraries
     from sblite.options import EVAL, EXPORT, PREPARE, resolve
+    from sblite.recipes import load_recipe_with_sources
     from sblite.rundir import RunDir
     from sblite.train.run import run_training
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from sblite.config import Recipe, RecipeError, Sources, load_recipe_with_sources
+from sblite.config import Recipe, RecipeError
+from sblite.recipes import Sources, load_recipe_with_sources
 
 #: option of ``sblite prepare`` → the recipe key it defaults to
 PREPARE = {

@@ -96,7 +96,7 @@ class RunDir:
 
     def recipe(self) -> Recipe:
         """The stored recipe, validated again (a hand-edited file gets the usual file:line errors)."""
-        from sblite.config import load_recipe
+        from sblite.recipes import load_recipe
 
         return load_recipe(str(self.recipe_file))
 
@@ -106,7 +106,7 @@ class RunDir:
         return json.loads(self.provenance_file.read_text(encoding="utf-8"))
 
     def write_recipe(self, recipe: Recipe) -> Path:
-        from sblite.config import dump_recipe
+        from sblite.recipes import dump_recipe
 
         self.root.mkdir(parents=True, exist_ok=True)
         self.recipe_file.write_text(dump_recipe(recipe), encoding="utf-8")

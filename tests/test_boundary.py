@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from sblite import protocol
-from sblite.config import load_recipe
 from sblite.data.prepared import load_prepared
 from sblite.data.synthetic import write_prepared
+from sblite.recipes import load_recipe
 from sblite.train.run import run_training
 
 pytestmark = pytest.mark.slow

@@ -7,16 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sblite.config import (
-    Recipe,
-    RecipeError,
-    RewardConfig,
-    apply_overrides,
-    dump_recipe,
-    list_recipes,
-    load_recipe,
-    load_recipe_dict,
-)
+from sblite.config import Recipe, RecipeError, RewardConfig
+from sblite.recipes import apply_overrides, dump_recipe, list_recipes, load_recipe, load_recipe_dict
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 ALL_FILES = sorted(p for p in RECIPES.rglob("*") if p.suffix in (".yaml", ".yml"))

@@ -17,8 +17,9 @@ import yaml
 from typer.testing import CliRunner
 
 from sblite.cli import app
-from sblite.config import Recipe, RecipeError, load_recipe, load_recipe_dict
+from sblite.config import Recipe, RecipeError
 from sblite.options import EVAL, EXPORT, PREPARE, resolve
+from sblite.recipes import load_recipe, load_recipe_dict
 from sblite.rundir import RunDir
 from sblite.train.plan import train_plan
 

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sblite.cli import app
-from sblite.config import load_recipe
 from sblite.data.prepared import PreparedDataError, load_prepared
+from sblite.recipes import load_recipe
 from sblite.train import TrainingError
 from sblite.train.callbacks import ZERO_SIGNAL_PATIENCE, ZeroSignalGuard, format_log_line
 from sblite.train.datasets import check_completion_length

@@ -49,7 +49,7 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer):
 def completion_tokens_needed(budget: float, cfg: Recipe) -> float:
     """Room a completion with this budget needs: the budget × ``grpo.completion_headroom`` + the tags.
 
-    >>> from sblite.config import load_recipe
+    >>> from sblite.recipes import load_recipe
     >>> completion_tokens_needed(100, load_recipe("tiny-cpu", ["grpo.completion_headroom=1.5"]))
     166.0
     """
@@ -92,7 +92,7 @@ def prefill_budgets(ids: list[str], cfg: Recipe) -> dict[str, int]:
     Seeded by ``grpo.seed`` and the question id, so a resumed run sees the same prompts; budgets are
     log-uniform in ``grpo.prefill_range`` so short and long forced budgets are equally represented.
 
-    >>> from sblite.config import load_recipe
+    >>> from sblite.recipes import load_recipe
     >>> cfg = load_recipe("tiny-cpu", ["grpo.prefill_fraction=1.0", "grpo.prefill_range=[16,64]"])
     >>> b = prefill_budgets(["a", "b", "c"], cfg)
     >>> sorted(b) == ["a", "b", "c"] and all(16 <= v <= 64 for v in b.values())
