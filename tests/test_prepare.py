@@ -149,16 +149,6 @@ def test_refuses_non_empty_out_without_force(tmp_path, tiny_tokenizer):
     assert (tmp_path / "report.json").is_file()
 
 
-def test_prepare_help_is_light():
-    code = (
-        "import sys; from typer.testing import CliRunner; from sblite.cli import app;"
-        "r = CliRunner().invoke(app, ['prepare', '--help']); assert r.exit_code == 0, r.output;"
-        "heavy = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules]; sys.exit(1 if heavy else 0)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
 # ------------------------------------------------------------------------------------------- sample mode
 
 

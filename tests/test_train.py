@@ -364,3 +364,20 @@ def test_prefill_range_must_fit_the_completion_length():
         load_recipe("tiny-cpu", ["grpo.prefill_range=[64,16]"])
     with pytest.raises(Exception, match="max_completion_length"):
         load_recipe("tiny-cpu", ["grpo.prefill_fraction=0.5", "grpo.prefill_range=[16,100000]"])
+
+
+def test_both_backends_implement_the_backend_protocol():
+    """``sblite.train`` talks to ``backends.base.Backend`` only; both engines must provide all of it, with
+    the same ``load`` signature (the unsloth one is checked on the class: its constructor needs CUDA)."""
+    import inspect
+
+    from sblite.backends.base import Backend
+    from sblite.backends.hf import HFBackend
+    from sblite.backends.unsloth import UnslothBackend
+
+    assert isinstance(HFBackend(), Backend)
+    members = [m for m in vars(Backend) if not m.startswith("_")] + list(Backend.__annotations__)
+    for cls in (HFBackend, UnslothBackend):
+        missing = [m for m in members if not hasattr(cls, m)]
+        assert not missing, f"{cls.__name__} lacks {missing}"
+        assert inspect.signature(cls.load).parameters.keys() == inspect.signature(Backend.load).parameters.keys()

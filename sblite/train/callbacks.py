@@ -1,6 +1,9 @@
-"""Trainer callbacks: rich progress with a compact per-step line, metrics.jsonl, and the zero-signal guard.
+"""Trainer callbacks: rich progress with a compact per-step line, metrics.jsonl, the reward components in the
+logs (``RewardMetricsCallback``) and the zero-signal guard.
 
-Imported by ``sblite/train.py`` inside its stage functions (this module imports transformers).
+Imported by ``sblite/train/run.py`` inside its stage functions (this module imports transformers), never at
+module level: the backend must patch the trainers first. Callbacks observe and log; they never change a
+batch or a reward.
 Only the main process prints or writes, so the same callbacks serve single- and multi-process runs.
 """
 
