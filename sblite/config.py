@@ -6,6 +6,8 @@ instead of a silently ignored setting (TRL's ``TrlParser`` behaves the same way)
 in validators whose message says what to change.
 
 Finding and loading recipe files is ``sblite/recipes.py``. Only pydantic is imported here.
+
+The models validate and cross-check; they never read files, apply overrides or touch a model.
 """
 
 from __future__ import annotations

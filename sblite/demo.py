@@ -14,6 +14,8 @@
 Every step is a library call with its own rich progress; the outputs land in one folder with a
 ``report.md`` holding the comparison table. Defaults are sized to finish in about 13 minutes on two CPU
 cores; ``--quick`` runs a smaller version in a few minutes.
+
+The demo only calls the library's stage functions; it must not hold pipeline logic of its own.
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ def _export(run_dir: Path, out: Path, settings, console) -> dict[str, Any]:
     with console.status("exporting…") as status:
         result = export_gguf(str(run_dir), str(out), quant=settings["quant"], ollama=settings["ollama"],
                              verify=settings["verify"], dtype=settings["dtype"], force=True,
-                             log=lambda m: status.update(m))
+                             log=lambda m: status.update(m), settings=settings.to_json())
     info = result_json(result)
     v = info.get("verification") or {}
     tf, lc = v.get("transformers") or {}, v.get("llama_cpp")

@@ -6,6 +6,8 @@ so a broken package is reported instead of crashing the doctor.
 
 ``math_verify_problem()`` is also called at train/eval startup: without a working math-verify, answer
 checking (``sblite.verify``) scores every answer its fast path cannot decide as wrong, without an error.
+
+Checks only look: they never install, download or change the machine.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ came from (``Sources``: file:line, a CLI flag, ``--set``, ``default``).
 
 The models themselves are ``sblite/config.py``; this module turns YAML text into them with errors that name the
 file, the line and the fix. Only pydantic and PyYAML are imported: ``sblite train --dry-run`` stays instant.
+
+It never decides a value's meaning: that is the models' (``config.py``) and the commands' business.
 """
 
 from __future__ import annotations

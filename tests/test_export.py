@@ -324,6 +324,9 @@ def test_cli_export_prints_the_verification_numbers(tiny_model_dir, tmp_path):
     assert (tmp_path / "tiny-random-q8_0.gguf").is_file() and (
         tmp_path / "tiny-random-q8_0.Modelfile"
     ).is_file()
+    prov = json.loads((tmp_path / "tiny-random-q8_0.gguf.provenance.json").read_text())
+    assert prov["settings"]["values"]["quant"] == "q8_0" and prov["settings"]["sources"]["quant"] == "--quant"
+    assert prov["settings"]["sources"]["verify"] == "default"  # no recipe: a model dir carries none
 
 
 # ------------------------------------------------------------------------------------------- llama.cpp

@@ -4,6 +4,8 @@ CUDA only. ``import unsloth`` patches transformers and TRL when it runs, so it m
 trainers are imported: ``UnslothBackend()`` imports it, and ``sblite/train/run.py`` imports TRL only after the
 backend exists. Loading an adapter directory (an SFT run's ``sft/``) goes through
 ``FastLanguageModel.from_pretrained`` too, which reads the base model from the adapter's config.
+
+Importing this module must not import unsloth (it raises without CUDA); only the constructor does.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""``python -m sblite.cli``: what ``sblite train --num-processes N`` re-runs under torchrun/accelerate."""
+"""``python -m sblite.cli``: what ``sblite train --num-processes N`` re-runs under torchrun/accelerate.
+
+It must not do anything but call ``main``.
+"""
 
 from sblite.cli import main
 

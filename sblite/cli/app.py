@@ -1,5 +1,8 @@
 """The Typer app and what every command shares: the consoles, ``fail`` (one red line, exit 2) and the
-``--dry-run`` printer of resolved settings. Commands live in the sibling modules, one per pipeline stage."""
+``--dry-run`` printer of resolved settings. Commands live in the sibling modules, one per pipeline stage.
+
+No command logic lives here, and nothing heavy is imported.
+"""
 
 from __future__ import annotations
 

@@ -96,7 +96,8 @@ def export_cmd(
 
         try:
             result = export_gguf(src, out, quant, ollama=settings["ollama"], verify=settings["verify"], force=force,
-                                 dtype=settings["dtype"], progress=progress, log=log)
+                                 dtype=settings["dtype"], progress=progress, log=log,
+                                 settings=settings.to_json())
             failure = None
         except VerificationError as err:
             result, failure = err.result, str(err)

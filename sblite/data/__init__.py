@@ -10,6 +10,8 @@
 - ``synthetic``: the bundled graded arithmetic problems.
 
 Importing this package is cheap: torch and transformers load only when labelling starts.
+
+No module here trains, evaluates or writes anything but the prepared directory.
 """
 
 from sblite.data.prepare import PrepareError, PrepareOptions, PrepareResult, run_prepare

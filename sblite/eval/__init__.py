@@ -1,1 +1,4 @@
-"""``sblite eval``: generate on a benchmark, grade, and measure accuracy, length, compression and adherence."""
+"""``sblite eval``: generate on a benchmark, grade, and measure accuracy, length, compression and adherence.
+
+Eval never trains or changes a model.
+"""

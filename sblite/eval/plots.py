@@ -4,6 +4,8 @@
 - ``by_level.png``: accuracy and mean solution tokens per level (or difficulty bucket);
 - ``prefill_sweep.png`` (prefill mode): accuracy against mean tokens, one point per pre-filled budget, and
   mean length against the budget with y = x.
+
+Plots only draw what ``eval/metrics.py`` computed; they never compute a metric themselves.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ compression). Every sample is generated in batches (``sblite.generate.batch``), 
 measured in solution tokens with ``protocol.count_solution_tokens``. Metrics are ``sblite.eval.metrics``.
 
 Writes ``results.json`` (summary + one record per sample), ``report.md`` (paper-style tables) and PNG plots.
+
+It never trains, and it scores nothing itself: grading is ``verify``, lengths ``protocol``, metrics ``eval/metrics``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ The package, bottom layer first (each module imports only those above it):
 
 Importing this package is cheap: torch, transformers, peft, gguf and llama_cpp are imported inside the
 functions that use them.
+
+Nothing here trains or changes weights beyond the merge; importing the package loads no heavy library.
 """
 
 from sblite.export.checks import verify_gguf

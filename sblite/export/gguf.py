@@ -102,6 +102,7 @@ def export_gguf(
     dtype: str = "auto",
     progress: Callable[[str, int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Export ``src`` (a merged/full model dir, a ``builtin:`` name, a RUN_DIR or an adapter dir; the last
     two are merged into ``out/merged`` first) to ``out/<name>-<quant>.gguf``, verify it (``verify``),
@@ -210,7 +211,7 @@ def export_gguf(
             max_completion_length=max_len,
             source_name=name,
         )
-    result.provenance = write_gguf_provenance(result, source, written.tensor_types)
+    result.provenance = write_gguf_provenance(result, source, written.tensor_types, settings)
     if failure:
         raise VerificationError(f"{target.name} failed verification: {failure}", result)
     return result
@@ -221,9 +222,12 @@ def _stored_dtype(model_dir: Path) -> str:
     return str(cfg.get("dtype") or cfg.get("torch_dtype") or "float32")
 
 
-def write_gguf_provenance(result: ExportResult, source: dict[str, Any], tensor_types: dict[str, int]) -> Path:
+def write_gguf_provenance(
+    result: ExportResult, source: dict[str, Any], tensor_types: dict[str, int], settings: dict[str, Any] | None = None
+) -> Path:
     """``NAME-QUANT.gguf.provenance.json`` beside the GGUF: where it came from, what it holds, its sha256,
-    timings and the verification numbers (or that verification was skipped)."""
+    timings, the verification numbers (or that verification was skipped) and ``settings``: the resolved
+    export options with where each came from (``sblite.options.Resolved.to_json``)."""
     path = result.gguf.with_name(result.gguf.name + ".provenance.json")
     prov = {
         "artifact": "gguf",
@@ -241,6 +245,7 @@ def write_gguf_provenance(result: ExportResult, source: dict[str, Any], tensor_t
         "seconds": result.seconds,
         "verification": result.verification or "skipped (--no-verify)",
         "modelfile": result.modelfile.name if result.modelfile else None,
+        "settings": settings,
         "versions": versions(),
     }
     path.write_text(json.dumps(prov, indent=2, default=str), encoding="utf-8")

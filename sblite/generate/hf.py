@@ -12,6 +12,8 @@ loop that drops finished sequences (``_decode_compact``); ``engine="hf"`` is ``m
 
 Owns transformers loading and decoding only: what ``--model`` names is ``loading``'s job, the result type is
 ``batch.Generation``. torch/transformers are imported inside the functions, so importing this is free.
+
+No model is trained or changed here; prompts are ``protocol.encode_prompt`` ids, never re-tokenized.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ imports it lazily; ``available()`` says whether it is there.
 
 Owns llama.cpp only: writing a GGUF is ``sblite.export``'s, picking llama.cpp for ``--gguf`` is
 ``batch.open_batch_engine``'s and ``stream.stream_gguf_answer``'s.
+
+Importing it must not import llama_cpp; prompts go in as sblite's token ids, never re-tokenized text.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@
 visible. Prompts go in as token ids from ``protocol.encode_prompt`` so the pre-fill boundary is the one
 training used. Owns vLLM only: vllm and torch are imported inside the functions (importing this is free;
 the name ``vllm`` inside still means the installed package, imports being absolute).
+
+Importing it must not import vLLM (CUDA only); prompts go in as token ids, never re-tokenized text.
 """
 
 from __future__ import annotations
