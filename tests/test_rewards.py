@@ -375,7 +375,7 @@ def test_a_failing_tokenizer_fails_the_reward_instead_of_guessing(tiny_tokenizer
 
 
 def test_an_exception_inside_a_reward_is_counted_and_warned_once(caplog):
-    class Exploding(R.FormatReward):
+    class Exploding(R.baselines.FormatReward):
         __name__ = "exploding_reward"
 
         def value(self, b, text, ids):

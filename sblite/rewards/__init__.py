@@ -33,15 +33,7 @@ stays light (the tokenizer is passed in; the trainer callback lives in ``sblite.
 from __future__ import annotations
 
 from sblite.config import RewardConfig
-from sblite.rewards.baselines import (
-    AccuracyReward,
-    BudgetPenaltyOnlyReward,
-    CosineReward,
-    FormatReward,
-    L1ExactReward,
-    PreBOnlyReward,
-    SoftOverlongReward,
-)
+from sblite.rewards import baselines  # the comparison rewards, also reachable by name through REWARDS
 from sblite.rewards.batch import BatchReward, SelfBudgeterReward, forced_budget_of
 from sblite.rewards.registry import REWARDS, build_reward_funcs
 from sblite.rewards.scoring import (
@@ -58,17 +50,11 @@ from sblite.rewards.scoring import (
 __all__ = [
     "METRIC_PREFIX",
     "REWARDS",
-    "AccuracyReward",
+    "baselines",
     "BatchReward",
-    "BudgetPenaltyOnlyReward",
-    "CosineReward",
-    "FormatReward",
-    "L1ExactReward",
-    "PreBOnlyReward",
     "RewardBreakdown",
     "RewardConfig",
     "SelfBudgeterReward",
-    "SoftOverlongReward",
     "alpha_at",
     "approx_token_count",
     "budget_penalty",
