@@ -8,11 +8,11 @@
 2. train     budget SFT, then budget-guided GRPO (``sblite train --recipe smollm2-135m``)
 3. eval      the base model (plain and brief prompting) and the trained model (self-budgeted) on held-out
              problems
-4. export    merge the adapter, write a q8_0 GGUF, verify it with transformers (and llama.cpp if installed)
+4. export    merge the adapter, write the recipe's export.quant GGUF (q8_0), verify it (transformers, llama.cpp)
 5. generate  answer one question from the GGUF (or the merged model), budget first
 
 Every step is a library call with its own rich progress; the outputs land in one folder with a
-``report.md`` holding the comparison table. Defaults are sized to finish in about 13 minutes on two CPU
+``report.md`` holding the comparison table. Defaults are sized to finish in about 15-20 minutes on two CPU
 cores; ``--quick`` runs a smaller version in a few minutes.
 
 The demo only calls the library's stage functions; it must not hold pipeline logic of its own.
