@@ -183,6 +183,31 @@ def build_messages(
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}]
 
 
+#: what a template's generation prompt may force the model to open with, beyond its assistant-turn header
+#: (DeepSeek-R1-Distill: ``<｜Assistant｜><think>\n``). sblite's format puts the budget first instead.
+FORCED_OPENERS = ("<think>\n", "<think>")
+_PROBE = "\x00sblite-answer\x00"
+
+
+def _without_forced_opener(tokenizer: Any, messages: list[dict[str, str]], prompt: str) -> str:
+    """``prompt`` (a generation prompt) with a forced opener such as R1's ``<think>\n`` removed.
+
+    The budget comes first in sblite's format (``<budget>N</budget><solution>…``), and the template renders a
+    finished assistant turn as header + content with no ``<think>`` (R1's cuts everything up to
+    ``</think>``), so SFT trains on header + completion. The prompt must end at that same header, or the
+    model would be sampled in a context it was never trained in and open with ``<think>`` (a format
+    failure). Reasoning goes inside ``<solution>``. Nothing changes for templates whose generation prompt
+    is exactly the header (ChatML and most others)."""
+    if not prompt.endswith(FORCED_OPENERS):
+        return prompt
+    turn = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": _PROBE}], tokenize=False)
+    header = turn[: turn.find(_PROBE)] if _PROBE in turn else None
+    for opener in FORCED_OPENERS:
+        if header is not None and prompt == header + opener:
+            return header
+    return prompt
+
+
 def _chat(
     tokenizer: Any,
     question: str,
@@ -198,7 +223,8 @@ def _chat(
     def apply(in_user: bool) -> str:
         messages = build_messages(question, system_prompt=system_prompt, instruction_in_user=in_user)
         if answer is None:
-            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return _without_forced_opener(tokenizer, messages, text)
         messages.append({"role": "assistant", "content": answer})
         return tokenizer.apply_chat_template(messages, tokenize=False)
 
@@ -229,11 +255,28 @@ def render_prompt(
     return text + prefill(budget) if budget is not None else text
 
 
+def _drop_forced_opener_source(template: str) -> str:
+    r"""The template source with a generation prompt's forced opener (R1's ``'<｜Assistant｜><think>\\n'``)
+    cut, as ``render_prompt`` cuts it from rendered prompts; other templates come back unchanged.
+
+    >>> _drop_forced_opener_source("{%- if add_generation_prompt -%}{{'<｜Assistant｜><think>\\n'}}{%- endif %}")
+    "{%- if add_generation_prompt -%}{{'<｜Assistant｜>'}}{%- endif %}"
+    """
+    lines = template.split("\n")
+    for i, line in enumerate(lines):
+        if "add_generation_prompt" in line:
+            for opener in ("<think>\\n'", '<think>\\n"', "<think>'", '<think>"'):
+                if opener in line:
+                    lines[i] = line.replace(opener, opener[-1])
+                    break
+    return "\n".join(lines)
+
+
 def budget_chat_template(template: str, instruction: str, *, in_user: bool) -> str:
     """``template`` with SelfBudgeter's instruction added when the conversation does not bring a system
     message: as a system message, or (``in_user``) in front of the first user turn, as training did.
     Baked into an exported model (GGUF's ``selfbudgeter`` template), a plain question renders the same
-    prompt ``render_prompt`` gives.
+    prompt ``render_prompt`` gives, including without a forced ``<think>`` opener.
 
     >>> t = budget_chat_template("{{ messages[0]['content'] }}", "Be brief.", in_user=False)
     >>> t.startswith("{%- if messages[0]['role'] != 'system' -%}")
@@ -244,6 +287,7 @@ def budget_chat_template(template: str, instruction: str, *, in_user: bool) -> s
     True
     """
     text = json.dumps(instruction)  # a valid Jinja string literal
+    template = _drop_forced_opener_source(template)
     if in_user:
         head = (
             "{%- set ns = namespace(m=[]) -%}{%- for m in messages -%}"

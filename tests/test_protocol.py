@@ -237,3 +237,53 @@ class _NoSystemTokenizer:
 def test_render_prompt_falls_back_when_the_template_has_no_system_role():
     text = P.render_prompt(_NoSystemTokenizer(), "Q?")
     assert text.startswith("[user] " + P.SYSTEM_PROMPT) and text.endswith("[assistant] ")
+
+
+# ------------------------------------------------------------------ templates that force an opener (R1's <think>)
+
+R1_SPECIALS = ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"]
+
+
+@pytest.fixture(scope="module")
+def r1_tokenizer(shared_data):
+    """The R1-Distill tokenizer as the shared README builds it: Qwen2.5's vocabulary, DeepSeek's special tokens
+    and the real DeepSeek-R1-Distill chat template (its generation prompt ends in ``<｜Assistant｜><think>\\n``)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(shared_data / "tokenizers" / "qwen2")
+    tok.add_special_tokens({"bos_token": R1_SPECIALS[0], "eos_token": R1_SPECIALS[1],
+                            "additional_special_tokens": R1_SPECIALS[2:]})
+    tok.chat_template = (shared_data / "templates" / "deepseek-r1-distill-qwen.jinja").read_text(encoding="utf-8")
+    assert tok.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False,
+                                   add_generation_prompt=True).endswith("<｜Assistant｜><think>\n")
+    return tok
+
+
+@pytest.mark.parametrize("budget", [None, 48])
+def test_r1_prompts_end_at_the_assistant_header_without_the_forced_think(r1_tokenizer, budget):
+    text = P.render_prompt(r1_tokenizer, "What is 2+3?", budget=budget)
+    tail = "<｜Assistant｜>" + (P.prefill(budget) if budget else "")
+    assert text.endswith(tail) and "<think>" not in text
+
+
+@pytest.mark.parametrize("in_user", [False, True])
+def test_r1_training_examples_start_with_the_exact_inference_prompt(r1_tokenizer, in_user):
+    """SFT trains on header + completion (R1's template renders a finished assistant turn without <think>);
+    the prompt eval/generate/GRPO sample from must be that same header, token for token."""
+    completion = P.render_completion(12, "2 + 3 = 5. The answer is \\boxed{5}.")
+    ids, mask = P.encode_training_example(r1_tokenizer, "What is 2+3?", completion, instruction_in_user=in_user)
+    prompt = P.encode_prompt(r1_tokenizer, P.render_prompt(r1_tokenizer, "What is 2+3?", instruction_in_user=in_user))
+    assert ids[: len(prompt)] == prompt and mask[: len(prompt)] == [0] * len(prompt)
+    assert r1_tokenizer.decode(ids[len(prompt):]).startswith("<budget>12</budget><solution>")
+    assert r1_tokenizer.decode(ids).endswith("<｜end▁of▁sentence｜>")
+
+
+@pytest.mark.parametrize("in_user", [False, True])
+def test_the_exported_r1_budget_template_renders_the_same_prompt(r1_tokenizer, in_user):
+    """The GGUF's ``selfbudgeter`` template (``budget_chat_template``) drops the forced opener too, so a served
+    model sees what it was trained on."""
+    baked = P.budget_chat_template(r1_tokenizer.chat_template, P.SYSTEM_PROMPT, in_user=in_user)
+    served = r1_tokenizer.apply_chat_template([{"role": "user", "content": "What is 2+3?"}], tokenize=False,
+                                              add_generation_prompt=True, chat_template=baked)
+    assert served == P.render_prompt(r1_tokenizer, "What is 2+3?", instruction_in_user=in_user)
+    assert served.endswith("<｜Assistant｜>") and "<think>" not in served
