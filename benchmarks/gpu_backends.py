@@ -80,6 +80,10 @@ def build_model(out: Path, toy: bool) -> Path:
 
 def child(backend: str, model_dir: str, data_dir: str, out: str, steps: int, toy: bool) -> None:
     """Run GRPO with one backend and print one JSON line: step times and peak memory."""
+    if backend == "unsloth":
+        # before anything imports transformers/trl/peft/datasets: Unsloth patches them at import
+        import unsloth  # noqa: F401
+
     from rich.console import Console
 
     from sblite.recipes import load_recipe

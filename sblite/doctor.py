@@ -4,6 +4,12 @@ Each check is a ``Check(name, status, detail)``; status ``ok`` / ``warn`` / ``fa
 means sblite cannot train here as installed (the CLI then exits 1). Versions come from package metadata,
 so a broken package is reported instead of crashing the doctor.
 
+The GPU matrix (``gpu_matrix_checks``): where Unsloth is installed or CUDA is present, every package Unsloth
+pins (trl, transformers, datasets, peft, torch, accelerate, bitsandbytes, xformers, unsloth_zoo) is checked
+against the installed version, with the ``pip install`` that fixes it, plus vLLM (optional). The pins are read
+from the installed unsloth's metadata; without one, from ``UNSLOTH_PINS`` (unsloth 2026.10.9's). Elsewhere
+(CPU, no Unsloth) it is one info row: not applicable.
+
 ``math_verify_problem()`` is also called at train/eval startup: without a working math-verify, answer
 checking (``sblite.verify``) scores every answer its fast path cannot decide as wrong, without an error.
 
@@ -12,6 +18,7 @@ Checks only look: they never install, download or change the machine.
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import importlib.util
 import logging
 import platform
@@ -33,12 +40,25 @@ class Check:
     detail: str
 
 
-def _vtuple(v: str) -> tuple[int, ...]:
-    out = []
-    for part in v.split(".")[:3]:
-        digits = "".join(ch for ch in part if ch.isdigit())
-        out.append(int(digits) if digits else 0)
-    return tuple(out)
+#: unsloth 2026.10.9's Requires-Dist (unsloth-2026.10.9.dist-info/METADATA) for the matrix below: the fallback
+#: when no installed unsloth's metadata can be read. pyproject.toml's ``gpu`` extra agrees with it.
+UNSLOTH_VERSION = "2026.10.9"
+UNSLOTH_PINS = {
+    "unsloth-zoo": ">=2026.10.9",
+    "torch": "<2.15.0,>=2.4.0",
+    "transformers": "!=4.53.0,!=4.54.0,!=4.55.0,!=4.55.1,!=4.57.0,!=4.57.4,!=4.57.5,!=5.0.0,!=5.1.0,<=5.17.0,>=4.52.4",
+    "trl": "!=0.19.0,<=1.15.0,>=0.18.2",
+    "peft": "!=0.11.0,>=0.18.0",
+    "accelerate": ">=0.34.1",
+    "datasets": "!=4.0.*,!=4.1.0,!=4.4.*,!=4.5.0,<5.0.0,>=3.4.1",
+    "bitsandbytes": "!=0.46.0,!=0.48.0,>=0.45.5",
+    "xformers": ">=0.0.27.post2",
+}
+#: matrix packages Unsloth imports only when a feature needs them: missing is a warning, never a failure
+OPTIONAL_FOR = {
+    "bitsandbytes": "4-bit loading, model.load_in_4bit: grpo-7b, sft-7b",
+    "xformers": "Unsloth's xformers attention; without it Unsloth uses SDPA",
+}
 
 
 def math_verify_problem() -> str | None:
@@ -152,10 +172,7 @@ def run_checks(*, import_unsloth: bool = True) -> list[Check]:
     else:
         ok, detail = _unsloth_import_check() if import_unsloth else (True, "import not tried")
         checks.append(Check("unsloth", "ok" if ok else "warn", f"{unsloth_v}: {detail}"))
-        if trl_v and _vtuple(trl_v) > (1, 15, 0):
-            checks.append(
-                Check("unsloth+trl", "warn", f"unsloth {unsloth_v} supports trl<=1.15; found {trl_v}")
-            )
+    checks += gpu_matrix_checks(cuda=cuda)
 
     llama_v = package_version("llama-cpp-python") or package_version("llama_cpp_python")
     quantize = shutil.which("llama-quantize")
@@ -179,3 +196,146 @@ def run_checks(*, import_unsloth: bool = True) -> list[Check]:
     except Exception as err:  # noqa: BLE001 - the doctor reports, it does not crash
         checks.append(Check("backend auto", "fail", str(err)))
     return checks
+
+
+# ------------------------------------------------------------------------------------------- GPU matrix
+
+
+def _requires(dist: str) -> list[str] | None:
+    """``dist``'s Requires-Dist lines from its installed metadata; None when it is not installed."""
+    try:
+        return md.requires(dist) or []
+    except md.PackageNotFoundError:
+        return None
+
+
+def _specs(lines: list[str], extras: tuple[str, ...] = ("",)) -> dict:
+    """``{canonical name: SpecifierSet}`` of the requirement lines whose markers hold here for ``extras``."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.utils import canonicalize_name
+
+    out: dict = {}
+    for line in lines:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in extras):
+            continue
+        name = canonicalize_name(req.name)
+        out[name] = out.get(name, SpecifierSet()) & req.specifier
+    return out
+
+
+def unsloth_pins() -> tuple[dict, str]:
+    """``(pins, where they came from)``: the installed unsloth's metadata, else ``UNSLOTH_PINS``."""
+    from packaging.specifiers import SpecifierSet
+
+    lines = _requires("unsloth")
+    if lines:
+        found = _specs(lines)
+        pins = {name: found[name] for name in UNSLOTH_PINS if name in found}
+        if pins:
+            return pins, f"the installed unsloth {package_version('unsloth')}'s metadata"
+    table = {k: SpecifierSet(v) for k, v in UNSLOTH_PINS.items()}
+    return table, f"unsloth {UNSLOTH_VERSION}'s pins (UNSLOTH_PINS)"
+
+
+def tidy(spec) -> str:
+    """``spec`` without redundant clauses: the tightest bounds and the exclusions between them.
+
+    >>> from packaging.specifiers import SpecifierSet
+    >>> tidy(SpecifierSet("!=0.19.0,<=1.15.0,>=0.18.2") & SpecifierSet(">=1.14.2,!=1.15.0,<2"))
+    '>=1.14.2,!=1.15.0,<=1.15.0'
+    """
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    lower = [c for c in spec if c.operator in (">=", ">")]
+    upper = [c for c in spec if c.operator in ("<", "<=")]
+    lo = max(lower, key=lambda c: (Version(c.version), c.operator == ">"), default=None)
+    hi = min(upper, key=lambda c: (Version(c.version), c.operator == "<="), default=None)
+    rest = [c for c in spec if c.operator not in (">=", ">", "<", "<=", "!=")]
+    bounds = SpecifierSet(",".join(str(c) for c in (lo, hi) if c is not None))
+    excluded = sorted(
+        {
+            str(c): c
+            for c in spec
+            if c.operator == "!=" and bounds.contains(c.version.removesuffix(".*"), True)
+        }.values(),
+        key=lambda c: Version(c.version.removesuffix(".*")),
+    )
+    return ",".join(str(c) for c in [lo, *excluded, hi, *rest] if c is not None)
+
+
+def _admits(spec, version: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return spec.contains(Version(version), prereleases=True)
+    except InvalidVersion:
+        return False
+
+
+def gpu_matrix_checks(*, cuda: bool) -> list[Check]:
+    """One row per package Unsloth pins (ok / warn / fail), vLLM (info unless its own pins clash), and the
+    ``pip install`` that fixes the rest; one info row where neither Unsloth nor CUDA is here.
+
+    A miss is ``fail`` where the unsloth backend runs (CUDA and unsloth installed), else ``warn``: the hf
+    backend still trains, the row says what the GPU path needs. Fixes also keep sblite's own requirements
+    (trl 1.15.0 is excluded: it cannot train on CPU).
+    """
+    unsloth_v = package_version("unsloth")
+    if unsloth_v is None and not cuda:
+        return [
+            Check(
+                "gpu matrix",
+                "info",
+                "not applicable: no CUDA GPU and no unsloth (the hf backend runs on CPU)",
+            )
+        ]
+    pins, source = unsloth_pins()
+    ours = _specs(_requires("sblite") or [], extras=("", "gpu"))
+    bad = "fail" if cuda and unsloth_v else "warn"
+    checks, fixes = [], []
+    for name, spec in pins.items():
+        v = package_version(name)
+        if v is not None and _admits(spec, v):
+            checks.append(Check(f"gpu: {name}", "ok", f"{v} (unsloth needs {tidy(spec)})"))
+            continue
+        want = f"{name}{tidy(spec & ours[name] if name in ours else spec)}"
+        fixes.append(f"'{want}'")
+        state = "not installed" if v is None else f"{v} is outside unsloth's {tidy(spec)}"
+        status = "warn" if v is None and name in OPTIONAL_FOR else bad
+        needed = f" (needed for {OPTIONAL_FOR[name]})" if v is None and name in OPTIONAL_FOR else ""
+        checks.append(Check(f"gpu: {name}", status, f"{state}{needed}: pip install '{want}'"))
+    checks.append(_vllm_check())
+    if fixes:
+        worst = "fail" if any(c.status == "fail" for c in checks) else "warn"
+        checks.append(Check("gpu matrix", worst, f"per {source}: pip install {' '.join(fixes)}"))
+    else:
+        checks.append(Check("gpu matrix", "ok", f"every pin of {source} holds"))
+    return checks
+
+
+def _vllm_check() -> Check:
+    """vLLM is optional (Unsloth's fast_inference, ``prepare --backend vllm``); an installed one must agree
+    with the installed torch and transformers, which it pins."""
+    v = package_version("vllm")
+    if v is None:
+        return Check(
+            "gpu: vllm",
+            "info",
+            "not installed (optional: model.fast_inference in grpo-7b/grpo-1.5b, prepare --backend vllm): "
+            f"pip install a vllm whose torch pin matches torch {package_version('torch')}",
+        )
+    pins = _specs(_requires("vllm") or [])
+    clashes = [
+        f"{name} {have or 'missing'} (vllm needs {tidy(pins[name])})"
+        for name in ("torch", "transformers")
+        if name in pins and not ((have := package_version(name)) and _admits(pins[name], have))
+    ]
+    if clashes:
+        return Check("gpu: vllm", "warn", f"{v}, but " + "; ".join(clashes))
+    return Check("gpu: vllm", "ok", f"{v} (its torch/transformers pins hold)")

@@ -6,7 +6,8 @@
 ``select_backend`` decides, and says why, without importing either engine: ``import unsloth`` raises on a
 machine without CUDA and costs seconds where it works, so only the chosen backend module imports it.
 The rest of sblite asks this module for a backend and never branches on which one it got; what a backend
-must provide is ``sblite/backends/base.py``'s ``Backend`` protocol.
+must provide is ``sblite/backends/base.py``'s ``Backend`` protocol. ``cuda_dtype`` is the one place a recipe's
+``model.dtype`` meets the GPU's abilities (bfloat16 or not), for both backends' loads and trainer flags.
 """
 
 from __future__ import annotations
@@ -64,19 +65,65 @@ def select_backend(requested: str = "auto") -> BackendChoice:
     return BackendChoice("hf", "no CUDA GPU: Unsloth needs one; transformers + PEFT on CPU")
 
 
+def torch_dtype(name: str):
+    """``model.dtype`` as a ``torch.dtype`` (``auto`` → ``None``: the loader decides)."""
+    if name == "auto":
+        return None
+    import torch
+
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def cuda_dtype(name: str):
+    """``(torch.dtype, note)``: what a CUDA load and its trainer use for ``model.dtype=name``.
+
+    ``auto`` is bfloat16 where the GPU has it, else float16. An explicit ``bfloat16`` on a GPU without it
+    (T4, V100) becomes float16 with a note saying so: Unsloth's loader downcasts such a model itself, and its
+    trainers then refuse ``bf16=True`` ("Model is in float16 precision but you want to use bfloat16").
+    ``note`` is ``None`` when the recipe gets what it asked for.
+    """
+    import torch
+
+    bf16 = torch.cuda.is_bf16_supported()
+    if name == "auto":
+        return (torch.bfloat16 if bf16 else torch.float16), None
+    if name == "bfloat16" and not bf16:
+        return torch.float16, (
+            "model.dtype=bfloat16 but this GPU has no bfloat16 (e.g. T4, V100): loading and training in "
+            "float16 instead (set model.dtype=float16 to silence this)"
+        )
+    return torch_dtype(name), None
+
+
 def unsloth_load_kwargs(model_cfg, lora_cfg) -> dict:
-    """Keyword arguments for ``FastLanguageModel.from_pretrained`` (shown by ``--dry-run``, used on GPU)."""
+    """Keyword arguments for ``FastLanguageModel.from_pretrained`` (shown by ``--dry-run``, used on GPU).
+
+    ``dtype`` is a ``torch.dtype`` or ``None``: Unsloth's loader turns only the strings ``"float16"`` and
+    ``"bfloat16"`` into dtypes and asserts on anything else (``unsloth/models/loader.py``), so ``float32``
+    written as a string would stop the load. The backend swaps in ``cuda_dtype``'s choice on the device.
+    """
     kwargs = {
         "model_name": model_cfg.name_or_path,
         "max_seq_length": model_cfg.max_seq_length,
         "load_in_4bit": model_cfg.load_in_4bit,
-        "dtype": None if model_cfg.dtype == "auto" else model_cfg.dtype,
+        "dtype": torch_dtype(model_cfg.dtype),
         "fast_inference": model_cfg.fast_inference,
     }
     if model_cfg.fast_inference:
         kwargs["max_lora_rank"] = model_cfg.max_lora_rank or lora_cfg.r
         kwargs["gpu_memory_utilization"] = model_cfg.gpu_memory_utilization
     return kwargs
+
+
+def free_memory() -> None:
+    """Collect what nothing references any more and hand cached CUDA blocks back (between stages)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def get_backend(requested: str = "auto") -> tuple[Backend, BackendChoice]:

@@ -1,7 +1,8 @@
 """The contract every backend implements (``Backend``) and the pieces both share.
 
 A backend loads a model for training (base + LoRA, or an adapter resumed as trainable), loads its tokenizer,
-supplies the device/precision arguments of the TRL configs and patches the trainers if its engine needs it.
+supplies the device/precision arguments of the TRL configs, says which recipe settings its engine overrides,
+and frees what it loaded (weights, an in-process vLLM engine) before the next stage loads.
 ``sblite/train`` talks to this interface only. Nothing here imports torch, transformers or unsloth.
 """
 
@@ -30,8 +31,15 @@ class Backend(Protocol):
         """Device and precision arguments for ``SFTConfig`` / ``GRPOConfig`` (``use_cpu``, ``bf16``, …)."""
         ...
 
-    def patch_trainers(self) -> None:
-        """Whatever the engine must do before TRL's trainers are imported (nothing for ``hf``)."""
+    def recipe_notes(self, cfg) -> list[str]:
+        """One line for each recipe setting this engine overrides or ignores on this device, and what it does
+        instead (printed at train start)."""
+        ...
+
+    def release(self) -> None:
+        """Free every model this backend loaded, and any inference engine started with one, so the next stage
+        starts with the memory back. Called once a stage has returned (its trainer and model are out of scope);
+        only what the caller still references survives."""
         ...
 
     def device_name(self) -> str:

@@ -1,7 +1,8 @@
 """The ``hf`` backend: transformers + PEFT. Runs anywhere; QLoRA when CUDA and bitsandbytes exist.
 
 On CPU the model trains in full precision (float32 LoRA) and the trainers get ``use_cpu=True, bf16=False``;
-with CUDA it uses bf16 where the GPU supports it. Everything backend-specific that the trainers need is in
+with CUDA it uses bf16 where the GPU supports it (``backends.cuda_dtype``: a recipe's bfloat16 on a GPU without
+it becomes float16, and ``recipe_notes`` says so). Everything backend-specific that the trainers need is in
 ``trainer_kwargs``, so ``sblite/train`` never branches on the backend (the contract: ``backends/base.py``).
 """
 
@@ -10,10 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from sblite.backends import cuda_dtype, free_memory, torch_dtype
 from sblite.backends.base import lora_kwargs, prepare_tokenizer
 from sblite.models import resolve_model
-
-_DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
 def hf_load_kwargs(model_cfg) -> dict[str, Any]:
@@ -43,11 +43,9 @@ class HFBackend:
     def _dtype(self, model_cfg):
         import torch
 
-        if model_cfg.dtype != "auto":
-            return getattr(torch, _DTYPES[model_cfg.dtype])
         if self.cuda:
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
+            return cuda_dtype(model_cfg.dtype)[0]
+        return torch_dtype(model_cfg.dtype) or torch.float32
 
     def load_tokenizer(self, model_cfg, source: str | None = None):
         from transformers import AutoTokenizer
@@ -126,8 +124,14 @@ class HFBackend:
         dtype = self._dtype(model_cfg)
         return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
 
-    def patch_trainers(self) -> None:
-        """Nothing to patch: TRL's trainers are used as they are."""
+    def recipe_notes(self, cfg) -> list[str]:
+        """The precision swap ``cuda_dtype`` makes on a GPU without bfloat16; nothing on CPU."""
+        note = cuda_dtype(cfg.model.dtype)[1] if self.cuda else None
+        return [note] if note else []
+
+    def release(self) -> None:
+        """No engine to stop: once the stage's references are gone, collect them and empty the CUDA cache."""
+        free_memory()
 
     def device_name(self) -> str:
         import torch

@@ -300,7 +300,7 @@ def _label_by_sampling(
         assert opts.model is not None
         try:
             generate, prompt_tok, engine, ctx = make_generator(
-                opts.model, settings, backend=opts.backend, seed=opts.seed
+                opts.model, settings, backend=opts.backend, seed=opts.seed, max_prompt_tokens=opts.max_prompt_tokens
             )
         except EngineError as err:
             raise PrepareError(str(err)) from None

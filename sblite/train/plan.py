@@ -3,9 +3,10 @@
 ``train_plan(recipe)`` is the keyword arguments of each stage's TRL config (``trl_args.trl_kwargs`` and the section's
 ``trl_args``, as ``trl_config`` merges them), of the
 backend's model load and LoRA (``backends``), the reward callables' constants (``rewards.build_reward_funcs``),
-the prompt options, which prompts get a pre-filled budget (``datasets.prefill_budgets``) and the completion
-room the length check asks for. ``sblite train --dry-run`` prints it; a test changes every recipe key and
-checks the plan (or another command's resolved settings) changes, so an ignored key cannot come back.
+the prompt options, which prompts get a pre-filled budget (``datasets.prefill_budgets``), the completion
+room the length check asks for, and the GPU memory it needs (``memory.estimate``). ``sblite train --dry-run``
+prints it; a test changes every recipe key and checks the plan (or another command's resolved settings)
+changes, so an ignored key cannot come back.
 
 Nothing is loaded: no tokenizer, no model, no TRL import.
 """
@@ -30,6 +31,7 @@ def train_plan(cfg: Recipe) -> dict[str, Any]:
     from sblite.backends.hf import hf_load_kwargs
     from sblite.rewards import build_reward_funcs
     from sblite.train.datasets import completion_tokens_needed, prefill_budgets, prompt_options
+    from sblite.train.memory import estimate
     from sblite.train.run import grpo_extra
     from sblite.train.trl_args import trl_kwargs
 
@@ -77,4 +79,5 @@ def train_plan(cfg: Recipe) -> dict[str, Any]:
             }
             for f in funcs
         ]
+    plan["memory estimate (GiB)"] = estimate(cfg)
     return plan

@@ -8,7 +8,10 @@ each stage's TRL config comes from its recipe section through ``train/trl_args.p
 prepared ``<budget>N</budget><solution>…`` targets with completion-only loss in the model's chat template.
 GRPO starts from the SFT adapter and is rewarded by ``sblite.rewards`` (the α schedule reads
 ``trainer_state``, so it resumes where it stopped). The backend (Unsloth or transformers + PEFT) is chosen
-once in ``sblite.backends``; nothing here branches on it.
+once in ``sblite.backends``; nothing here branches on it. It is built before anything imports transformers,
+TRL, PEFT or datasets (``import unsloth`` must come first to patch them), and it frees each stage's model
+(and a vLLM engine the load started) before the next stage loads. SFT never needs ``model.fast_inference``'s
+engine, so its load goes without one: two engines in one process fail vLLM's free-memory check.
 """
 
 from __future__ import annotations
@@ -134,7 +137,9 @@ def run_sft(
     checkpoint = _last_checkpoint(run.checkpoints("sft")) if resume else None
     if resume and is_main_process():
         _prune_metrics(run, "sft", checkpoint)
-    model, tokenizer = backend.load(cfg.model, cfg.lora, adapter=cfg.model.adapter, seed=cfg.sft.seed)
+    # no in-process vLLM engine for SFT: it only generates in GRPO, which loads its own
+    no_engine = cfg.model.model_copy(update={"fast_inference": False})
+    model, tokenizer = backend.load(no_engine, cfg.lora, adapter=cfg.model.adapter, seed=cfg.sft.seed)
     dataset = build_sft_dataset(data.sft, cfg, tokenizer)
     args = _args(SFTConfig, cfg.sft, backend, cfg, run, "sft", console, strict=strict)
     trainer = SFTTrainer(
@@ -169,11 +174,9 @@ def run_grpo(
 ) -> StageResult:
     import time
 
-    from sblite.rewards import build_reward_funcs
-
-    backend.patch_trainers()
     from trl import GRPOConfig, GRPOTrainer
 
+    from sblite.rewards import build_reward_funcs
     from sblite.train.callbacks import (
         ZERO_SIGNAL_THRESHOLD,
         RewardMetricsCallback,
@@ -297,7 +300,6 @@ def run_training(
     from sblite.logs import quiet_libraries
 
     console = console or Console()
-    quiet_libraries()
     if not cfg.data.path:
         raise TrainingError("no data: pass --data DIR (a `sblite prepare` output) or set data.path")
     try:
@@ -307,7 +309,9 @@ def run_training(
     if "grpo" in cfg.stages:
         check_completion_length(data.grpo, cfg)  # fail before any model is loaded
     run = prepare_run_dir(cfg, resume=resume)
+    # the backend first: the unsloth one imports unsloth, which must precede transformers/datasets/trl/peft
     backend, choice = get_backend(cfg.model.backend)
+    quiet_libraries()
     if "grpo" in cfg.stages:
         from sblite.doctor import math_verify_problem
 
@@ -318,14 +322,17 @@ def run_training(
             console.print(f"[bold red]WARNING[/] {problem}")
     if is_main_process():
         console.print(f"[bold]backend:[/] {choice.name} ({choice.reason}); run dir: {run}")
+        for note in backend.recipe_notes(cfg):
+            console.print(f"[yellow]{note}[/]")
         run.write_recipe(cfg)
         run.write_provenance(provenance(cfg, backend, choice, data))
     results = []
     for stage in cfg.stages:
-        if stage == "sft":
-            result = run_sft(cfg, backend, data, run, console, resume=resume, strict=strict)
-        else:
-            result = run_grpo(cfg, backend, data, run, console, resume=resume, strict=strict)
+        stage_fn = run_sft if stage == "sft" else run_grpo
+        try:
+            result = stage_fn(cfg, backend, data, run, console, resume=resume, strict=strict)
+        finally:
+            backend.release()  # the stage's model and trainer are out of scope now: free them
         results.append(result)
         if on_stage:
             on_stage(result)
