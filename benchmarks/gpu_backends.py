@@ -112,19 +112,53 @@ def child(backend: str, model_dir: str, data_dir: str, out: str, steps: int, toy
     cfg = load_recipe("tiny-cpu", overrides)
     import torch
 
-    if torch.cuda.is_available():
+    cuda = torch.cuda.is_available()
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
+    gen_times, after_load = _instrument(cuda)
     run_training(cfg, console=Console(quiet=True))
     rows = [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     times = [r["step_time"] for r in rows if r.get("stage") == "grpo" and "step_time" in r][1:]
-    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-    print("RESULT " + json.dumps({"backend": backend, "step_times": times, "peak_gib": peak}))
+    gens = gen_times[1 : 1 + len(times)]  # the first step (compile, warm-up) is left out of both
+    train = [s - g for s, g in zip(times, gens, strict=False)] if len(gens) == len(times) else []
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    print("RESULT " + json.dumps({"backend": backend, "step_times": times, "generation_times": gens,
+                                  "train_times": train, "after_load_gib": after_load.get("gib"),
+                                  "peak_gib": peak}))  # fmt: skip
+
+
+def _instrument(cuda: bool) -> tuple[list[float], dict]:
+    """Time TRL's generation (``GRPOTrainer._generate_and_score_completions``, rollouts + rewards) apart from
+    the rest of each step, and read the memory allocated once the model is loaded (at trainer construction).
+    Patched on whatever class ``trl.GRPOTrainer`` is by now (Unsloth replaces it at import)."""
+    import trl
+
+    cls, gen_times, after_load = trl.GRPOTrainer, [], {}
+    generate, init = cls._generate_and_score_completions, cls.__init__
+
+    def timed(self, *a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return generate(self, *a, **kw)
+        finally:
+            gen_times.append(time.perf_counter() - t0)
+
+    def noted(self, *a, **kw):
+        if cuda:
+            import torch
+
+            after_load["gib"] = torch.cuda.memory_allocated() / 2**30
+        init(self, *a, **kw)
+
+    cls._generate_and_score_completions, cls.__init__ = timed, noted
+    return gen_times, after_load
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--toy", action="store_true", help="tiny config, HF only: a CPU smoke test")
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--child-timeout", type=float, default=240.0, help="seconds per backend run")
     ap.add_argument("--wheels", default=".whl")
     ap.add_argument("--out", default=str(RESULTS / "gpu_backends.json"))
     ap.add_argument(
@@ -163,14 +197,22 @@ def main() -> None:
             str(tmp / f"run-{backend}"),
             "1" if args.toy else "0",
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout)
+        except subprocess.TimeoutExpired as err:  # recorded, and the JSON is still written
+            tail = (err.stderr or b"")[-600:]
+            rows.append({"backend": backend, "failed": f"timed out after {args.child_timeout} s: "
+                         + (tail.decode(errors="replace") if isinstance(tail, bytes) else str(tail))})
+            continue
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
             rows.append({"backend": backend, "failed": (proc.stderr or proc.stdout)[-600:]})
             continue
         res = json.loads(line[len("RESULT ") :])
-        times = sorted(res["step_times"])
-        res["median_step_s"] = times[len(times) // 2] if times else None
+        for key, name in (("step_times", "median_step_s"), ("generation_times", "median_generation_s"),
+                          ("train_times", "median_train_s")):
+            values = sorted(res.get(key) or [])
+            res[name] = values[len(values) // 2] if values else None
         rows.append(res)
 
     by = {r["backend"]: r for r in rows}
@@ -189,12 +231,12 @@ def main() -> None:
         "device": _device(),
     }
     write_json(args.out, result)
-    print(f"\n{'backend':<10}{'median step s':>15}{'peak GiB':>10}  note")
+    print(f"\n{'backend':<10}{'step s':>9}{'gen s':>8}{'train s':>9}{'load GiB':>10}{'peak GiB':>10}  note")
     for r in rows:
-        med = f"{r['median_step_s']:.3f}" if r.get("median_step_s") else "—"
-        peak = f"{r['peak_gib']:.1f}" if r.get("peak_gib") else "—"
+        cells = [f"{r[k]:.3f}" if r.get(k) else "—" for k in ("median_step_s", "median_generation_s", "median_train_s")]
+        mem = [f"{r[k]:.1f}" if r.get(k) else "—" for k in ("after_load_gib", "peak_gib")]
         note = r.get("skipped") or (r.get("failed", "")[:60].replace("\n", " ") if "failed" in r else "")
-        print(f"{r['backend']:<10}{med:>15}{peak:>10}  {note}")
+        print(f"{r['backend']:<10}{cells[0]:>9}{cells[1]:>8}{cells[2]:>9}{mem[0]:>10}{mem[1]:>10}  {note}")
     if speedup:
         print(f"Unsloth is {speedup:.2f}× faster per GRPO step than HF on this GPU")
     print(f"→ {args.out}")

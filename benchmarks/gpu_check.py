@@ -95,7 +95,8 @@ def plan(args, out: Path) -> list[tuple[str, list[str]]]:
                     "'--force']);"
                     f"b = subprocess.call(cli + ['export', {str(out / 'run-16')!r}, '--gguf', '--quant', 'f16', "
                     f"'--out', {str(out / 'gguf')!r}, '--force']); sys.exit(a or b)"]),
-        ("backends", [py, str(HERE / "gpu_backends.py"), "--out", str(out / "gpu_backends.json"), "--steps", "4"]
+        ("backends", [py, str(HERE / "gpu_backends.py"), "--out", str(out / "gpu_backends.json"), "--steps", "4",
+                      "--child-timeout", str(CAPS["backends"] // 2 - 10)]
          + (["--toy"] if args.dry_run else ["--wheels", args.wheels])),
     ]  # fmt: skip
     if args.dry_run:  # nothing to install on CPU; 4-bit needs CUDA

@@ -135,6 +135,15 @@ def test_gpu_backends_benchmark_runs_at_toy_size(tmp_path):
 
 
 @pytest.mark.slow
+def test_gpu_backends_records_a_child_that_times_out_and_still_writes_its_json(tmp_path):
+    out = tmp_path / "g.json"
+    proc = _run([str(BENCH / "gpu_backends.py"), "--toy", "--steps", "2", "--child-timeout", "0.5", "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["backend"] == "hf" and row["failed"].startswith("timed out after 0.5 s"), row
+
+
+@pytest.mark.slow
 def test_gpu_check_dry_run_runs_every_cpu_step(tmp_path):
     """The device script's CPU dry run: doctor, models, prepare, SFT → GRPO, merge + export, backends — each
     step exits 0 and its log is kept; the JSON records the command that made it."""
