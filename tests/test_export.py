@@ -1,5 +1,7 @@
 """`sblite merge` and `sblite export --gguf`: merge check, GGUF writer for llama/qwen2/qwen3 verified by
-transformers, Modelfile, provenance, refusals. llama.cpp checks are `slow` and need llama-cpp-python."""
+transformers, Modelfile, provenance, refusals, base models without a chat template. llama.cpp checks are
+`slow` and need llama-cpp-python; those on the real Qwen2.5 vocabulary (Qwen2 as DeepSeek-R1-Distill, Qwen3 at
+f16, q8_0, q4_k_m) also need ../shared. The Modelfile's rendering is tested in tests/test_ollama.py."""
 
 from __future__ import annotations
 
@@ -184,7 +186,8 @@ def test_export_round_trips_through_transformers(family, quant, family_dirs, tmp
     assert tf[metric] <= tol and tf["top1_agreement"] > 0.95
     if quant == "f32":
         assert tf["max_abs_logit_diff"] < 1e-5 and tf["top1_agreement"] == 1.0
-    assert r.arch == family and r.pre_tokenizer == "gpt-2"
+    # transformers runs the tiny BPE under a Qwen2 config with Qwen2's own split regex, and so must llama.cpp
+    assert r.arch == family and r.pre_tokenizer == ("qwen2" if family == "qwen2" else "gpt-2")
     kv, reader = _fields(r.gguf)
     assert kv["general.architecture"] == family
     types = {t.name: t.tensor_type.name for t in reader.tensors}
@@ -195,6 +198,25 @@ def test_export_round_trips_through_transformers(family, quant, family_dirs, tmp
         assert types["blk.0.attn_q.bias"] == "F32"
     if family == "qwen3":
         assert types["blk.0.attn_q_norm.weight"] == "F32"
+
+
+@pytest.mark.skipif(not HAS_LLAMA_CPP, reason="llama-cpp-python not installed")
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
+def test_gguf_splits_text_as_transformers_runs_the_tokenizer(family, family_dirs, tmp_path):
+    """The tiny tokenizer.json says GPT-2 byte-level, but transformers loads it under a Qwen2 config with
+    Qwen2's digit-by-digit split; llama.cpp reading the GGUF must produce the ids training saw, every family."""
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    res = writer.write_gguf(family_dirs[family], tmp_path / "t.gguf", "f16")
+    tok = AutoTokenizer.from_pretrained(family_dirs[family])
+    llm = Llama(model_path=str(res.path), vocab_only=True, verbose=False)
+    try:
+        for text in (*checks.check_prompts(tok), "What is 12 + 345? 2024 apples"):
+            ids = list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+            assert ids == tok(text, add_special_tokens=False).input_ids, text
+    finally:
+        llm.close()
 
 
 def test_gguf_tokenizer_metadata(family_dirs, tmp_path, tiny_tokenizer):
@@ -370,3 +392,151 @@ def test_generate_gguf_answers_from_the_exported_file(tiny_model_dir, tiny_token
     )
     assert list(gen.token_ids) == out[0, ids.shape[1] :].tolist()
     del torch
+
+
+# ------------------------------------------------------------------- base models (no chat template)
+
+
+def test_cli_exports_a_base_model_without_a_chat_template(tmp_path, _sblite_cache):
+    """A model without a chat template is a normal thing to export: the GGUF is written and verified on
+    plain texts, without the budget template, and the export says so; the Modelfile's TEMPLATE is plain."""
+    import shutil
+
+    from sblite.models import resolve_model
+
+    base = tmp_path / "base-qwen2"
+    shutil.copytree(resolve_model("builtin:tiny-random-qwen2"), base)
+    (base / "chat_template.jinja").unlink()
+    assert "chat_template" not in json.loads((base / "tokenizer_config.json").read_text())
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["export", str(base), "--gguf", "--quant", "q8_0", "--out", str(out), "--ollama"])
+    assert r.exit_code == 0, r.output
+    assert "Traceback" not in r.output and "Cannot use chat template" not in r.output
+    assert "no chat template (a base model)" in " ".join(r.output.split())
+    prov = json.loads((out / "base-qwen2-q8_0.gguf.provenance.json").read_text())
+    assert prov["verification"]["passed"] is True and prov["chat_templates"] == []
+    assert len(prov["notes"]) == 1 and "no chat template (a base model)" in prov["notes"][0]
+    kv, _ = _fields(out / "base-qwen2-q8_0.gguf")
+    assert not any(k.startswith("tokenizer.chat_template") for k in kv)
+    modelfile = (out / "base-qwen2-q8_0.Modelfile").read_text()
+    assert 'TEMPLATE """{{ .Prompt }}"""' in modelfile and "SYSTEM" not in modelfile
+
+
+# ------------------------------------------------- Qwen2 (DeepSeek-R1-Distill) and Qwen3 on the real vocabulary
+
+R1_SPECIALS = [
+    "<｜begin▁of▁sentence｜>",
+    "<｜end▁of▁sentence｜>",
+    "<｜User｜>",
+    "<｜Assistant｜>",
+    "<think>",
+    "</think>",
+]
+
+
+def _shared_qwen_dir(root: Path, shared_data: Path, family: str) -> Path:
+    """A tiny random Qwen2 or Qwen3 over the shared Qwen2.5 tokenizer: Qwen2 as DeepSeek-R1-Distill (its special
+    tokens and chat template, tied embeddings), Qwen3 with ChatML (untied, q/k norms). Width 256 so that every
+    matrix row is a multiple of 256 and q4_k_m really writes Q4_K (narrower rows fall back to q5_0/q8_0)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen3Config
+
+    from sblite.models import CHATML_TEMPLATE
+
+    tok = AutoTokenizer.from_pretrained(shared_data / "tokenizers" / "qwen2")
+    if family == "qwen2":
+        tok.add_special_tokens({"bos_token": R1_SPECIALS[0], "eos_token": R1_SPECIALS[1],
+                                "additional_special_tokens": R1_SPECIALS[2:]})  # fmt: skip
+        tok.chat_template = (shared_data / "templates" / "deepseek-r1-distill-qwen.jinja").read_text("utf-8")
+    else:
+        tok.add_special_tokens({"eos_token": "<|im_end|>", "additional_special_tokens": ["<|im_start|>"]})
+        tok.chat_template = CHATML_TEMPLATE
+    config_cls = Qwen2Config if family == "qwen2" else Qwen3Config
+    cfg = config_cls(vocab_size=len(tok), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=1024,
+                     tie_word_embeddings=family == "qwen2", bos_token_id=tok.bos_token_id,
+                     eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    out = root / f"tiny-{family}"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def shared_qwen_dirs(tmp_path_factory, shared_data) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("shared-qwen")
+    return {family: _shared_qwen_dir(root, shared_data, family) for family in ("qwen2", "qwen3")}
+
+
+def _next_token_agreement(llm, ref, tok, texts: list[str]) -> dict[str, float]:
+    """llama.cpp against the float32 transformers model, next-token logits after every 8th prefix of ``texts``
+    (and the whole text): max |Δlogit|, the same relative to the logit scale, and the mean KL(ref ‖ llama.cpp)."""
+    import torch
+
+    from sblite.generate import llamacpp
+
+    diff = scale = kl = 0.0
+    n = 0
+    for text in texts:
+        ids = protocol.encode_prompt(tok, text)
+        with torch.no_grad():
+            ref_logits = ref(torch.tensor([ids])).logits[0].double()
+        for k in sorted({*range(8, len(ids), 8), len(ids)}):
+            _, first = llamacpp.greedy(llm, ids[:k], 0)
+            a, b = ref_logits[k - 1], torch.from_numpy(first[: ref_logits.shape[-1]]).double()
+            diff, scale = max(diff, (a - b).abs().max().item()), max(scale, a.abs().max().item())
+            kl += (a.softmax(-1) * (a.log_softmax(-1) - b.log_softmax(-1))).sum().item()
+            n += 1
+    return {
+        "max_abs_logit_diff": diff,
+        "rel_logit_diff": diff / max(1.0, scale),
+        "mean_kl": kl / n,
+        "positions": n,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_LLAMA_CPP, reason="llama-cpp-python not installed")
+@pytest.mark.parametrize("quant", ["f16", "q8_0", "q4_k_m"])
+@pytest.mark.parametrize("family", ["qwen2", "qwen3"])
+def test_cli_qwen_exports_load_in_llama_cpp_with_transformers_logits(
+    family, quant, shared_qwen_dirs, tmp_path
+):
+    """`sblite export --gguf` of a tiny Qwen2 (R1-Distill tokenizer and template) / Qwen3 on the real Qwen2.5
+    vocabulary: the export's own verification passes, llama.cpp tokenizes budget-format texts (a pre-filled
+    prompt included) as sblite does, and its next-token logits are transformers' within the export's own
+    tolerance for that type."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sblite.generate import llamacpp
+
+    src = shared_qwen_dirs[family]
+    r = runner.invoke(app, ["export", str(src), "--gguf", "--quant", quant, "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    path = tmp_path / f"{src.name}-{quant}.gguf"
+    prov = json.loads(path.with_name(path.name + ".provenance.json").read_text())
+    v = prov["verification"]
+    assert v["passed"] and v["llama_cpp"]["loaded"] and v["llama_cpp"]["tokenization_match"], v
+    assert prov["arch"] == family and prov["pre_tokenizer"] == "qwen2"
+    assert prov["chat_templates"] == ["default", "selfbudgeter"]
+    assert prov["tensor_types"].get("Q4_K" if quant == "q4_k_m" else quant.upper(), 0) > 0, prov[
+        "tensor_types"
+    ]
+
+    tok = AutoTokenizer.from_pretrained(src)
+    ref = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
+    llm = llamacpp.load(str(path), 512)
+    prefilled = protocol.render_prompt(tok, checks.CHECK_QUESTIONS[0], budget=48)
+    texts = [*checks.check_prompts(tok), prefilled]
+    for text in texts:
+        assert llamacpp.tokenize_prompt(llm, text) == protocol.encode_prompt(tok, text)
+    for tag in llamacpp.BUDGET_TAGS:
+        assert llamacpp.tokenize(llm, tag) == tok(tag, add_special_tokens=False).input_ids
+    got = _next_token_agreement(llm, ref, tok, texts)
+    metric, tol = checks.gguf_tolerance(quant)
+    print(f"{family} {quant}: {got}")
+    assert got[metric] <= tol, (metric, got)

@@ -113,6 +113,8 @@ def _print_export(result) -> None:
     table = Table(title=f"exported: {result.gguf}", title_justify="left")
     table.add_column("item")
     table.add_column("value", overflow="fold")
+    for note in getattr(result, "notes", None) or []:
+        table.add_row("note", f"[yellow]{escape(note)}[/]")
     if result.merged is not None:
         m = result.merged
         how = "reused (same adapter)" if m.reused else f"{m.seconds:.1f} s"

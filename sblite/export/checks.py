@@ -1,7 +1,8 @@
 """The checks that prove an exported artifact behaves like the model it came from, and their tolerances.
 
 ``compare_logits`` compares two models position by position on ``check_prompts`` (budget-format prompts in
-the model's chat template, one with a complete ``<budget>…</budget><solution>…</solution>`` answer).
+the model's chat template, or as plain text for a model without one, one with a complete
+``<budget>…</budget><solution>…</solution>`` answer).
 ``sblite.export.merge`` uses it against the unmerged adapter model; ``verify_gguf`` uses it on a GGUF read
 back by transformers, then (when llama-cpp-python is installed) has llama.cpp load the file, tokenize the
 budget tags as the HF tokenizer does and continue a prompt greedily with the same tokens.
@@ -41,10 +42,16 @@ CHECK_COMPLETION = protocol.render_completion(24, "7 + 5 = 12. The answer is \\b
 
 def check_prompts(tokenizer, *, instruction_in_user: bool = False) -> list[str]:
     """Budget-format texts the logit checks run on: prompts in the model's chat template, one with a
-    complete ``<budget>…</budget><solution>…</solution>`` answer."""
-    prompts = [
-        protocol.render_prompt(tokenizer, q, instruction_in_user=instruction_in_user) for q in CHECK_QUESTIONS
-    ]
+    complete ``<budget>…</budget><solution>…</solution>`` answer. A model without a chat template (a base
+    model) is checked on the same texts without one: the instruction, the question and the answer as plain
+    text."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        prompts = [f"{protocol.SYSTEM_PROMPT}\n\n{q}\n" for q in CHECK_QUESTIONS]
+    else:
+        prompts = [
+            protocol.render_prompt(tokenizer, q, instruction_in_user=instruction_in_user)
+            for q in CHECK_QUESTIONS
+        ]
     return [prompts[0], prompts[1] + CHECK_COMPLETION]
 
 

@@ -9,7 +9,8 @@ llama.cpp, no network) or through llama.cpp's quantizer (k-quants), then verifie
 (``sblite.export.checks``: transformers and llama.cpp), an Ollama Modelfile is written on request
 (``sblite.export.ollama``), and ``NAME-QUANT.gguf.provenance.json`` records the source run, recipe, reward
 config, quant, sha256 and the verification numbers. Nothing is overwritten without ``force``, and free disk
-space is checked first.
+space is checked first. A model without a chat template (a base model) is exported as it is: no budget
+template in the GGUF, a plain Modelfile TEMPLATE, and a note saying so (``ExportResult.notes``, provenance).
 
 This module decides and records; it does not convert tensors, compare logits or render templates itself.
 Heavy imports (torch, transformers, gguf, llama_cpp) happen inside the modules it calls, at call time.
@@ -37,7 +38,14 @@ from sblite.export.common import (
 )
 from sblite.export.merge import MergeResult, merge_adapter, reusable_merge
 from sblite.export.ollama import write_modelfile
-from sblite.export.writer import ALL_QUANTS, LLAMACPP_QUANTS, NATIVE_QUANTS, estimate_gguf_bytes, write_gguf
+from sblite.export.writer import (
+    ALL_QUANTS,
+    LLAMACPP_QUANTS,
+    NATIVE_QUANTS,
+    estimate_gguf_bytes,
+    read_tensor_types,
+    write_gguf,
+)
 from sblite.provenance import sha256_file
 from sblite.rundir import ADAPTER_CONFIG
 
@@ -57,6 +65,11 @@ class ExportResult:
     verification: dict[str, Any] = field(default_factory=dict)
     modelfile: Path | None = None
     provenance: Path | None = None
+    #: Names of the chat templates written into the GGUF (``default``, ``selfbudgeter``); empty for a model
+    #: without one (a base model), which is exported as it is, without the budget template.
+    chat_templates: list[str] = field(default_factory=list)
+    #: What the user should know about this export, one line each (the CLI prints them).
+    notes: list[str] = field(default_factory=list)
 
 
 def _templates(model_dir: Path, instruction_in_user: bool) -> dict[str, str] | None:
@@ -155,6 +168,13 @@ def export_gguf(
     except GGUFExportError as err:
         raise ExportError(str(err)) from None
     templates = _templates(model_dir, instruction_in_user)
+    notes = []
+    if templates is None:
+        notes.append(
+            f"{model_dir} has no chat template (a base model): the GGUF has no budget template, prompts are "
+            "plain text" + ("; the Modelfile's TEMPLATE is plain {{ .Prompt }}" if ollama else "")
+        )
+        log(notes[-1])
 
     t0 = time.perf_counter()
     try:
@@ -163,6 +183,7 @@ def export_gguf(
                 model_dir, target, quant, name=name, chat_templates=templates, progress=progress
             )
             seconds["write"] = written.seconds
+            tensor_types = written.tensor_types
         else:
             base_q = "bf16" if _stored_dtype(model_dir) == "bfloat16" else "f16"
             inter = out / f".{name}-{base_q}.intermediate.gguf"
@@ -178,6 +199,7 @@ def export_gguf(
                 inter.unlink(missing_ok=True)
             seconds["quantize"] = time.perf_counter() - t1
             source = {**source, "quantizer": tool}
+            tensor_types = read_tensor_types(target)  # llama.cpp chose them, not the f16/bf16 intermediate
     except GGUFExportError as err:
         raise ExportError(str(err)) from None
     seconds["export_total"] = time.perf_counter() - t0
@@ -194,6 +216,8 @@ def export_gguf(
         seconds=seconds,
         merged=merge,
         model_dir=model_dir,
+        chat_templates=list(templates or {}),
+        notes=notes,
     )
     failure = None
     if verify:
@@ -211,7 +235,7 @@ def export_gguf(
             max_completion_length=max_len,
             source_name=name,
         )
-    result.provenance = write_gguf_provenance(result, source, written.tensor_types, settings)
+    result.provenance = write_gguf_provenance(result, source, tensor_types, settings)
     if failure:
         raise VerificationError(f"{target.name} failed verification: {failure}", result)
     return result
@@ -223,7 +247,10 @@ def _stored_dtype(model_dir: Path) -> str:
 
 
 def write_gguf_provenance(
-    result: ExportResult, source: dict[str, Any], tensor_types: dict[str, int], settings: dict[str, Any] | None = None
+    result: ExportResult,
+    source: dict[str, Any],
+    tensor_types: dict[str, int],
+    settings: dict[str, Any] | None = None,
 ) -> Path:
     """``NAME-QUANT.gguf.provenance.json`` beside the GGUF: where it came from, what it holds, its sha256,
     timings, the verification numbers (or that verification was skipped) and ``settings``: the resolved
@@ -245,6 +272,8 @@ def write_gguf_provenance(
         "seconds": result.seconds,
         "verification": result.verification or "skipped (--no-verify)",
         "modelfile": result.modelfile.name if result.modelfile else None,
+        "chat_templates": result.chat_templates,
+        "notes": result.notes,
         "settings": settings,
         "versions": versions(),
     }

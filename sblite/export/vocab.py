@@ -5,8 +5,8 @@ control, user-defined, unused padding), the merges, the special ids, whether BOS
 the HF tokenizer itself, whatever the config files say), the pre-tokenizer name llama.cpp needs to split text
 as the HF tokenizer does (``detect_pre_tokenizer``), and the named chat templates the caller passes.
 
-Metadata only: no tensors, no file writing, no model loading. ``tokenizers`` and ``gguf`` are imported
-inside functions; the chat template that bakes in the budget instruction comes from ``sblite.protocol``.
+Metadata only: no tensors, no file writing, no model loading. transformers (for the tokenizer as training
+ran it, ``load_tokenizer``) and ``gguf`` are imported inside functions.
 """
 
 from __future__ import annotations
@@ -80,6 +80,16 @@ def _encode(tokenizer, text: str, add_special_tokens: bool = True) -> list[int]:
     return list(enc.ids) if hasattr(enc, "ids") else list(enc)
 
 
+def added_specials(tokenizer) -> tuple[bool, bool]:
+    """Whether encoding text adds a token before it and after it: ``tokenizer.ggml.add_bos_token`` /
+    ``add_eos_token``. Probed from the tokenizer itself, whatever the config files say, because what llama.cpp
+    (and Ollama) prepend must be what the HF tokenizer does; the Modelfile's TEMPLATE relies on the same answer.
+    """
+    probe, plain = _encode(tokenizer, "a"), _encode(tokenizer, "a", add_special_tokens=False)
+    k = next((i for i in range(len(probe) - len(plain) + 1) if probe[i : i + len(plain)] == plain), 0)
+    return k > 0, len(probe) - k - len(plain) > 0
+
+
 def _looks_special(token: str) -> bool:
     return (token.startswith("<|") and token.endswith("|>")) or (
         token.startswith("<｜") and token.endswith("｜>")
@@ -121,23 +131,31 @@ def vocab_tokens(
     return tokens, [int(t) for t in types]
 
 
-def add_tokenizer(w, model_dir: Path, config: dict[str, Any], chat_templates: dict[str, str] | None) -> str:
-    """Add ``model_dir``'s BPE tokenizer (tokenizer.json) and ``chat_templates`` to GGUF writer ``w``;
-    returns the pre-tokenizer name written."""
-    import gguf
-    from tokenizers import Tokenizer
+def load_tokenizer(model_dir: Path):
+    """``model_dir``'s tokenizer as transformers runs it (``AutoTokenizer``'s ``tokenizers`` backend) and that
+    backend's JSON. Not tokenizer.json as stored: for some model types transformers replaces its
+    pre-tokenizer with the family's own (a Qwen2 config gets Qwen2's digit-by-digit split whatever
+    tokenizer.json says), and the GGUF must split text as the model was trained on."""
+    from transformers import AutoTokenizer
 
-    tok_json_path = model_dir / "tokenizer.json"
-    if not tok_json_path.is_file():
+    if not (model_dir / "tokenizer.json").is_file():
         raise GGUFExportError(
             f"{model_dir}: no tokenizer.json (sblite writes BPE tokenizers from tokenizer.json)"
         )
-    tok_json = json.loads(tok_json_path.read_text(encoding="utf-8"))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir).backend_tokenizer
+    return tokenizer, json.loads(tokenizer.to_str())
+
+
+def add_tokenizer(w, model_dir: Path, config: dict[str, Any], chat_templates: dict[str, str] | None) -> str:
+    """Add ``model_dir``'s BPE tokenizer (``load_tokenizer``) and ``chat_templates`` to GGUF writer ``w``;
+    returns the pre-tokenizer name written."""
+    import gguf
+
+    tokenizer, tok_json = load_tokenizer(model_dir)
     if (tok_json.get("model") or {}).get("type") != "BPE":
         raise GGUFExportError(
             f"{model_dir}: tokenizer model {tok_json.get('model', {}).get('type')!r} is not BPE"
         )
-    tokenizer = Tokenizer.from_file(str(tok_json_path))
     pre = detect_pre_tokenizer(tokenizer, tok_json)
     tokens, types = vocab_tokens(tokenizer, tok_json.get("added_tokens") or [], config["vocab_size"])
     w.add_tokenizer_model("gpt2")
@@ -145,11 +163,7 @@ def add_tokenizer(w, model_dir: Path, config: dict[str, Any], chat_templates: di
     w.add_token_list(tokens)
     w.add_token_types(types)
     special = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=len(tokens))
-    # What llama.cpp prepends/appends must be what the HF tokenizer does, whatever the config files say.
-    probe, plain = _encode(tokenizer, "a"), _encode(tokenizer, "a", add_special_tokens=False)
-    k = next((i for i in range(len(probe) - len(plain) + 1) if probe[i : i + len(plain)] == plain), 0)
-    special.add_special_token["bos"] = k > 0
-    special.add_special_token["eos"] = len(probe) - k - len(plain) > 0
+    special.add_special_token["bos"], special.add_special_token["eos"] = added_specials(tokenizer)
     tok_cfg_path = model_dir / "tokenizer_config.json"
     tok_cfg = json.loads(tok_cfg_path.read_text(encoding="utf-8")) if tok_cfg_path.is_file() else {}
     eos = tok_cfg.get("eos_token")

@@ -13,7 +13,8 @@ tensor) and ``sblite.export.vocab`` (the tokenizer and chat templates; a second 
 
 Tensors are streamed: each is read from safetensors, converted and written before the next is read, so
 memory stays at one tensor, and a progress callback sees every one. The writer knows nothing about runs,
-merging or verification; it never imports torch (numpy and gguf are imported inside functions).
+merging or verification and loads no model (numpy, gguf and, to read the tokenizer as training ran it,
+transformers are imported inside functions).
 """
 
 from __future__ import annotations
@@ -223,6 +224,17 @@ def write_gguf(
         pre_tokenizer=pre,
         tensor_types=types,
     )
+
+
+def read_tensor_types(path: str | Path) -> dict[str, int]:
+    """How many tensors of each GGML type a GGUF file holds (read back, e.g. after llama.cpp's quantizer,
+    which picks a type per tensor: q4_k_m mixes Q4_K, Q6_K and fallbacks for rows not a multiple of 256)."""
+    from gguf import GGUFReader
+
+    types: dict[str, int] = {}
+    for t in GGUFReader(str(path)).tensors:
+        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+    return types
 
 
 def estimate_gguf_bytes(model_dir: str | Path, quant: str) -> int:
