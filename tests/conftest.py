@@ -53,6 +53,29 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+#: DeepSeek's special tokens on top of the Qwen2.5 vocabulary (../shared/data/templates/README.md)
+R1_SPECIALS = ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"]
+
+
+@pytest.fixture(scope="session")
+def make_r1_tokenizer(shared_data):
+    """``make(add_bos=False)``: DeepSeek-R1-Distill's tokenizer as the shared README builds it — Qwen2.5's
+    vocabulary, DeepSeek's special tokens and the real R1-Distill chat template (its generation prompt ends in
+    ``<｜Assistant｜><think>\\n``). ``add_bos``: prepend BOS on encode, as the real R1-Distill tokenizer does."""
+    from transformers import AutoTokenizer
+
+    def make(*, add_bos: bool = False):
+        tok = AutoTokenizer.from_pretrained(shared_data / "tokenizers" / "qwen2")
+        tok.add_special_tokens({"bos_token": R1_SPECIALS[0], "eos_token": R1_SPECIALS[1],
+                                "additional_special_tokens": R1_SPECIALS[2:]})  # fmt: skip
+        tok.add_bos_token = add_bos
+        tok.chat_template = (shared_data / "templates" / "deepseek-r1-distill-qwen.jinja").read_text(encoding="utf-8")
+        assert (tok.encode("a")[0] == tok.bos_token_id) == add_bos
+        return tok
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def tiny_prepared_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     from sblite.data.synthetic import write_prepared

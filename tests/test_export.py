@@ -424,17 +424,9 @@ def test_cli_exports_a_base_model_without_a_chat_template(tmp_path, _sblite_cach
 
 # ------------------------------------------------- Qwen2 (DeepSeek-R1-Distill) and Qwen3 on the real vocabulary
 
-R1_SPECIALS = [
-    "<｜begin▁of▁sentence｜>",
-    "<｜end▁of▁sentence｜>",
-    "<｜User｜>",
-    "<｜Assistant｜>",
-    "<think>",
-    "</think>",
-]
 
 
-def _shared_qwen_dir(root: Path, shared_data: Path, family: str) -> Path:
+def _shared_qwen_dir(root: Path, shared_data: Path, family: str, make_r1_tokenizer) -> Path:
     """A tiny random Qwen2 or Qwen3 over the shared Qwen2.5 tokenizer: Qwen2 as DeepSeek-R1-Distill (its special
     tokens and chat template, tied embeddings), Qwen3 with ChatML (untied, q/k norms). Width 256 so that every
     matrix row is a multiple of 256 and q4_k_m really writes Q4_K (narrower rows fall back to q5_0/q8_0)."""
@@ -443,12 +435,10 @@ def _shared_qwen_dir(root: Path, shared_data: Path, family: str) -> Path:
 
     from sblite.models import CHATML_TEMPLATE
 
-    tok = AutoTokenizer.from_pretrained(shared_data / "tokenizers" / "qwen2")
     if family == "qwen2":
-        tok.add_special_tokens({"bos_token": R1_SPECIALS[0], "eos_token": R1_SPECIALS[1],
-                                "additional_special_tokens": R1_SPECIALS[2:]})  # fmt: skip
-        tok.chat_template = (shared_data / "templates" / "deepseek-r1-distill-qwen.jinja").read_text("utf-8")
+        tok = make_r1_tokenizer()
     else:
+        tok = AutoTokenizer.from_pretrained(shared_data / "tokenizers" / "qwen2")
         tok.add_special_tokens({"eos_token": "<|im_end|>", "additional_special_tokens": ["<|im_start|>"]})
         tok.chat_template = CHATML_TEMPLATE
     config_cls = Qwen2Config if family == "qwen2" else Qwen3Config
@@ -466,9 +456,9 @@ def _shared_qwen_dir(root: Path, shared_data: Path, family: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shared_qwen_dirs(tmp_path_factory, shared_data) -> dict[str, Path]:
+def shared_qwen_dirs(tmp_path_factory, shared_data, make_r1_tokenizer) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("shared-qwen")
-    return {family: _shared_qwen_dir(root, shared_data, family) for family in ("qwen2", "qwen3")}
+    return {family: _shared_qwen_dir(root, shared_data, family, make_r1_tokenizer) for family in ("qwen2", "qwen3")}
 
 
 def _next_token_agreement(llm, ref, tok, texts: list[str]) -> dict[str, float]:

@@ -17,14 +17,6 @@ from sblite.export import ollama, vocab
 
 HAS_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 QUESTION = "Ann has 7 apples and gets 5 more. How many apples does Ann have now?"
-R1_SPECIALS = [
-    "<｜begin▁of▁sentence｜>",
-    "<｜end▁of▁sentence｜>",
-    "<｜User｜>",
-    "<｜Assistant｜>",
-    "<think>",
-    "</think>",
-]
 
 
 def render_like_ollama(modelfile: str, prompt: str) -> str:
@@ -48,20 +40,6 @@ def render_like_ollama(modelfile: str, prompt: str) -> str:
     return out
 
 
-def _r1_tokenizer(shared_data: Path, *, add_bos: bool):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(shared_data / "tokenizers" / "qwen2")
-    tok.add_special_tokens({"bos_token": R1_SPECIALS[0], "eos_token": R1_SPECIALS[1],
-                            "additional_special_tokens": R1_SPECIALS[2:]})  # fmt: skip
-    tok.add_bos_token = add_bos  # the real R1-Distill tokenizer prepends BOS on encode
-    tok.chat_template = (shared_data / "templates" / "deepseek-r1-distill-qwen.jinja").read_text(
-        encoding="utf-8"
-    )
-    assert (tok.encode("a")[0] == tok.bos_token_id) == add_bos
-    return tok
-
-
 @pytest.fixture(scope="module")
 def tokenizer_dir(request, tmp_path_factory, tiny_model_dir):
     """A directory holding the case's tokenizer (what ``write_modelfile`` reads), built once per case."""
@@ -82,9 +60,9 @@ def tokenizer_dir(request, tmp_path_factory, tiny_model_dir):
                 return Path(resolve_model("builtin:smollm2-135m"))
             except FileNotFoundError as err:
                 pytest.skip(str(err))
-        shared = request.getfixturevalue("shared_data")
+        make_r1 = request.getfixturevalue("make_r1_tokenizer")
         out = tmp_path_factory.mktemp(case)
-        _r1_tokenizer(shared, add_bos=case == "r1-bos").save_pretrained(out)
+        make_r1(add_bos=case == "r1-bos").save_pretrained(out)
         return out
 
     return build

@@ -241,19 +241,9 @@ def test_render_prompt_falls_back_when_the_template_has_no_system_role():
 
 # ------------------------------------------------------------------ templates that force an opener (R1's <think>)
 
-R1_SPECIALS = ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"]
-
-
 @pytest.fixture(scope="module")
-def r1_tokenizer(shared_data):
-    """The R1-Distill tokenizer as the shared README builds it: Qwen2.5's vocabulary, DeepSeek's special tokens
-    and the real DeepSeek-R1-Distill chat template (its generation prompt ends in ``<｜Assistant｜><think>\\n``)."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(shared_data / "tokenizers" / "qwen2")
-    tok.add_special_tokens({"bos_token": R1_SPECIALS[0], "eos_token": R1_SPECIALS[1],
-                            "additional_special_tokens": R1_SPECIALS[2:]})
-    tok.chat_template = (shared_data / "templates" / "deepseek-r1-distill-qwen.jinja").read_text(encoding="utf-8")
+def r1_tokenizer(make_r1_tokenizer):
+    tok = make_r1_tokenizer()
     assert tok.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False,
                                    add_generation_prompt=True).endswith("<｜Assistant｜><think>\n")
     return tok
