@@ -107,7 +107,8 @@ def test_rewards_sampled_section_scores_a_small_sample_file(tmp_path, shared_dat
 
 
 @pytest.mark.slow
-def test_train_overhead_benchmark_runs(tmp_path):
+def test_train_overhead_benchmark_runs(tmp_path, shared_data):
+    """Its prompts are GSM8K test questions from ../shared (not shaped by sblite's author): skipped without."""
     out = tmp_path / "o.json"
     proc = _run([str(BENCH / "train_overhead.py"), "--steps", "3", "--rounds", "1", "--save-steps", "2",
                  "--prompts", "8", "--out", str(out)])  # fmt: skip
