@@ -12,7 +12,7 @@ Only pydantic/PyYAML are imported here: resolving must stay instant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,6 @@ class Resolved:
     values: dict[str, Any]
     sources: dict[str, str]
     recipe: str | None = None  # the name of the recipe the non-CLI values came from
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]

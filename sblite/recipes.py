@@ -182,6 +182,16 @@ def load_recipe_with_sources(
     return load_recipe_dict(raw, source=str(path), lines_of=lines), sources
 
 
+def yaml_value(value: Any) -> str:
+    """One value as inline YAML, as ``--dry-run`` prints it beside its source.
+
+    >>> yaml_value([16, 64]), yaml_value(None), yaml_value("all-linear"), yaml_value(0.5)
+    ('[16, 64]', 'null', 'all-linear', '0.5')
+    """
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000, allow_unicode=True).strip()
+    return text.removesuffix("\n...").removesuffix("...").strip()
+
+
 def annotated_yaml(recipe: Recipe, sources: Sources) -> str:
     """The resolved recipe as YAML with each value's origin as a trailing comment (``--dry-run``)."""
     out: list[str] = []
@@ -193,9 +203,7 @@ def annotated_yaml(recipe: Recipe, sources: Sources) -> str:
                 out.append(f"{'  ' * indent}{key}:")
                 walk(value, dotted + ".", indent + 1)
                 continue
-            text = yaml.safe_dump(value, default_flow_style=True, width=10_000, allow_unicode=True).strip()
-            text = text.removesuffix("\n...").removesuffix("...").strip()
-            out.append(f"{'  ' * indent}{key}: {text}  # {sources.of(dotted)}")
+            out.append(f"{'  ' * indent}{key}: {yaml_value(value)}  # {sources.of(dotted)}")
 
     walk(recipe.model_dump(mode="json"), "", 0)
     return "\n".join(out) + "\n"

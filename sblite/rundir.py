@@ -94,12 +94,6 @@ class RunDir:
             return {}
         return yaml.safe_load(self.recipe_file.read_text(encoding="utf-8")) or {}
 
-    def recipe(self) -> Recipe:
-        """The stored recipe, validated again (a hand-edited file gets the usual file:line errors)."""
-        from sblite.recipes import load_recipe
-
-        return load_recipe(str(self.recipe_file))
-
     def provenance(self) -> dict[str, Any]:
         if not self.provenance_file.is_file():
             return {}

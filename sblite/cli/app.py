@@ -51,16 +51,13 @@ def resolve_settings(command: str, mapping: dict[str, str], cli: dict, recipe: s
 def print_settings(command: str, settings) -> None:
     """The resolved options of a command and where each came from (its ``--dry-run``), one per line as
     ``option: value  # source`` like ``sblite train --dry-run``'s recipe."""
-    import yaml
+    from sblite.recipes import yaml_value
 
     title = f"{command}: resolved settings" + (f" (recipe {settings.recipe})" if settings.recipe else "")
     console.print(f"[bold]{escape(title)}[/]")
     for option, value in settings.values.items():
-        text = (
-            yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
-        )
         console.print(
-            f"{option}: {escape(text)}  [dim]# {escape(settings.sources[option])}[/]",
+            f"{option}: {escape(yaml_value(value))}  [dim]# {escape(settings.sources[option])}[/]",
             highlight=False,
             soft_wrap=True,
         )
