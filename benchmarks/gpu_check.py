@@ -14,7 +14,8 @@ time is recorded and the rest still run, and the JSON is written whatever happen
 4. ``prepare``  ``sblite prepare`` on the bundled arith problems (reference labels: no sampling model needed)
 5. ``train-16`` ``sblite train`` SFT → GRPO, a few steps each, with the unsloth backend and 16-bit LoRA
 6. ``train-4``  the same in 4-bit when bitsandbytes imports
-7. ``export``   ``sblite merge`` and ``sblite export --gguf`` of the 16-bit run (verified by transformers)
+7. ``merge``    ``sblite merge`` of the 16-bit run (merged logits checked against the adapter's)
+   ``export``   ``sblite export --gguf`` of it (verified by transformers)
 8. ``backends`` ``benchmarks/gpu_backends.py``: unsloth vs hf GRPO step time and peak memory, Qwen2.5-1.5B sizes
 
 Every step's output goes to ``OUT/<step>.log``; ``OUT/gpu_check.json`` (and, off dry-run,
@@ -44,8 +45,8 @@ QWEN25_15B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28
 TOY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
            max_position_embeddings=2048, tie_word_embeddings=True)  # fmt: skip
 #: per-step caps (seconds) before the overall budget cuts them
-CAPS = {"wheels": 150, "doctor": 60, "models": 90, "prepare": 60, "train-16": 150, "train-4": 150, "export": 120,
-        "backends": 240}  # fmt: skip
+CAPS = {"wheels": 150, "doctor": 60, "models": 90, "prepare": 60, "train-16": 150, "train-4": 150, "merge": 60,
+        "export": 120, "backends": 240}  # fmt: skip
 
 
 def build_models(out: Path, toy: bool) -> dict[str, str]:
@@ -90,11 +91,9 @@ def plan(args, out: Path) -> list[tuple[str, list[str]]]:
                      "--limit", "64", "--out", str(data), "--force"]),
         ("train-16", [*train, "--out", str(out / "run-16")]),
         ("train-4", [*train, "--out", str(out / "run-4"), "--set", "model.load_in_4bit=true"]),
-        ("export", [py, "-c", "import subprocess, sys; cli = [sys.executable, '-m', 'sblite.cli'];"
-                    f"a = subprocess.call(cli + ['merge', {str(out / 'run-16')!r}, '--out', {str(out / 'merged')!r}, "
-                    "'--force']);"
-                    f"b = subprocess.call(cli + ['export', {str(out / 'run-16')!r}, '--gguf', '--quant', 'f16', "
-                    f"'--out', {str(out / 'gguf')!r}, '--force']); sys.exit(a or b)"]),
+        ("merge", [*cli, "merge", str(out / "run-16"), "--out", str(out / "merged"), "--force"]),
+        ("export", [*cli, "export", str(out / "run-16"), "--gguf", "--quant", "f16", "--out", str(out / "gguf"),
+                    "--force"]),
         ("backends", [py, str(HERE / "gpu_backends.py"), "--out", str(out / "gpu_backends.json"), "--steps", "4",
                       "--child-timeout", str(CAPS["backends"] // 2 - 10)]
          + (["--toy"] if args.dry_run else ["--wheels", args.wheels])),
@@ -105,8 +104,11 @@ def plan(args, out: Path) -> list[tuple[str, list[str]]]:
 
 
 def _bitsandbytes() -> bool:
+    """Asked after the ``wheels`` step, whose subprocess may just have installed it: forget stale finders."""
+    import importlib
     import importlib.util
 
+    importlib.invalidate_caches()
     return importlib.util.find_spec("bitsandbytes") is not None
 
 

@@ -146,7 +146,7 @@ def test_gpu_backends_records_a_child_that_times_out_and_still_writes_its_json(t
 
 @pytest.mark.slow
 def test_gpu_check_dry_run_runs_every_cpu_step(tmp_path):
-    """The device script's CPU dry run: doctor, models, prepare, SFT → GRPO, merge + export, backends — each
+    """The device script's CPU dry run: doctor, models, prepare, SFT → GRPO, merge, export, backends — each
     step exits 0 and its log is kept; the JSON records the command that made it."""
     out = tmp_path / "gc"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}
@@ -156,6 +156,6 @@ def test_gpu_check_dry_run_runs_every_cpu_step(tmp_path):
     result = json.loads((out / "gpu_check.json").read_text())
     assert result["command"].startswith("python benchmarks/gpu_check.py --dry-run")
     steps = {r["step"]: r for r in result["steps"]}
-    assert list(steps) == ["doctor", "models", "prepare", "train-16", "export", "backends"]
+    assert list(steps) == ["doctor", "models", "prepare", "train-16", "merge", "export", "backends"]
     assert all(r["rc"] == 0 and (out / f"{name}.log").is_file() for name, r in steps.items())
     assert list((out / "gguf").glob("*.gguf")) and (out / "run-16" / "grpo" / "adapter_config.json").is_file()
