@@ -70,6 +70,21 @@ class DataSection(_Strict):
     limit: int | None = Field(None, ge=1)
     max_prompt_length: int = Field(512, ge=16, description="prompts longer than this (tokens) are dropped")
     seed: int = 0
+    renderings: list[str] = Field(
+        default_factory=list,
+        description="prepare: each worked solution (bundled arith data) re-said at these synthetic.VERBOSITY "
+        "levels, added as pre-filled SFT rows labelled with their true length; [] = the paper's data",
+    )
+
+    @field_validator("renderings")
+    @classmethod
+    def _levels(cls, v: list[str]) -> list[str]:
+        from sblite.data.synthetic import VERBOSITY  # light: stdlib only
+
+        bad = [x for x in v if x not in VERBOSITY]
+        if bad:
+            raise ValueError(f"unknown rendering {', '.join(map(repr, bad))}; choose from {', '.join(VERBOSITY)}")
+        return v
 
 
 class _TrainerStage(_Strict):

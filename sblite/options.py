@@ -31,6 +31,7 @@ PREPARE = {
     "max_prompt_tokens": "data.max_prompt_length",
     "model": "model.name_or_path",
     "instruction_in_user": "model.instruction_in_user",
+    "renderings": "data.renderings",
 }
 #: option of ``sblite eval`` → recipe key (every field of the ``eval:`` section)
 EVAL = {

@@ -310,10 +310,12 @@ def encode_training_example(
     *,
     system_prompt: str | None = SYSTEM_PROMPT,
     instruction_in_user: bool = False,
+    prefilled: bool = False,
 ) -> tuple[list[int], list[int]]:
     """``(input_ids, completion_mask)`` of one SFT example: the prompt ``render_prompt`` gives, then the
     completion as ``encode_completion`` splits it, then the template's end of turn; the mask is 1 on what the
-    model writes (completion and end of turn).
+    model writes (completion and end of turn). ``prefilled``: the example is a pre-filled one, its
+    ``<budget>N</budget><solution>`` is context the user wrote (mask 0), and only the solution is learned.
 
     These are the ids the model sees at inference, token for token: in self mode the prompt alone, with a
     pre-filled budget the prompt plus ``<budget>N</budget><solution>``. Raises ``ValueError`` when the template
@@ -337,7 +339,13 @@ def encode_training_example(
         encode_completion(tokenizer, completion),
         encode(tokenizer, full[len(prompt) + len(completion) :]),
     )
-    return head + body + tail, [0] * len(head) + [1] * (len(body) + len(tail))
+    given = 0
+    if prefilled:
+        m = _PREFILL_HEAD_RE.match(completion)
+        if m is None:
+            raise ValueError("a pre-filled example needs a completion that opens with <budget>N</budget><solution>")
+        given = len(encode(tokenizer, completion[: m.end()]))
+    return head + body + tail, [0] * (len(head) + given) + [1] * (len(body) - given + len(tail))
 
 
 # --------------------------------------------------------------------------------------------- parsing

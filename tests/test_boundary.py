@@ -221,3 +221,31 @@ def test_sft_sequences_start_with_the_prefilled_prompt_that_eval_feeds_token_for
     split = protocol.encode(tok, protocol.render_prompt(tok, r["question"])) + protocol.encode_completion(tok, completion)
     assert split[: len(prefilled)] == prefilled
     assert (whole[: len(prefilled)] != prefilled) == ("smol" in str(model_dir))
+
+
+def test_a_prefilled_sft_row_learns_only_the_solution_after_the_prefilled_prompt(
+    model_dir, tmp_path, capture_sft_batches
+):
+    """A ``prefilled`` row (``data.renderings``) reaches the real ``SFTTrainer`` with the same ids as an
+    ordinary one, but its labels start after ``<budget>N</budget><solution>``: the budget is the user's
+    context, exactly what ``sblite eval --mode prefill`` feeds, and only the solution is learned."""
+    from transformers import AutoTokenizer
+
+    from sblite.data.synthetic import write_jsonl
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    data = write_prepared(tmp_path / "data", tok, n=4)
+    rows = load_prepared(data).sft
+    write_jsonl([{**r, "prefilled": i % 2 == 0} for i, r in enumerate(rows)], data / "sft.jsonl")
+    cfg = _recipe(model_dir, data, tmp_path / "run", "stages=[sft]", "sft.max_steps=1",
+                  "sft.per_device_train_batch_size=4")  # fmt: skip
+    run_training(cfg)
+    trained = list(zip(capture_sft_batches.rows, capture_sft_batches.labels, strict=True))
+    for i, r in enumerate(rows):
+        budget = protocol.parse_completion(r["completion"]).budget
+        prompt = protocol.encode_prompt(tok, protocol.render_prompt(tok, r["question"]))
+        prefilled = protocol.encode_prompt(tok, protocol.render_prompt(tok, r["question"], budget=budget))
+        ids, labels = next((ids, lab) for ids, lab in trained if ids[: len(prefilled)] == prefilled)
+        first = next(k for k, x in enumerate(labels) if x != -100)
+        assert first == (len(prefilled) if i % 2 == 0 else len(prompt))
+        assert all(lab == tok_id for lab, tok_id in zip(labels[first:], ids[first:], strict=False) if lab != -100)

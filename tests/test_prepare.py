@@ -371,3 +371,38 @@ def test_shared_gsm8k_and_math_reference(tmp_path, shared_data):
     )
     med = {g["group"]: g["budget"]["p50"] for g in res.report["by_level"]}
     assert med[1] < med[3] < med[5]  # budgets grow with MATH level
+
+
+def test_renderings_add_prefilled_rows_each_labelled_with_its_length(tmp_path, tiny_tokenizer):
+    """``--renderings``: every worked solution said at each level becomes a pre-filled SFT row whose budget is
+    its own length; a row whose solution cannot be re-rendered keeps its ordinary row and is counted."""
+    bundled = (Path(__file__).resolve().parents[1] / "data" / "arith" / "train.jsonl").read_text().splitlines()
+    odd = {"question": "What is 2 + 2?", "answer": "4", "solution": "Two and two make \\boxed{4}.", "id": "odd"}
+    src = tmp_path / "q.jsonl"
+    src.write_text("\n".join([*bundled[:3], json.dumps(odd)]) + "\n")
+    levels = ("answer", "stated", "checked")
+    result = run_prepare(PrepareOptions(dataset=str(src), out=str(tmp_path / "o"), renderings=levels),
+                         tokenizer=tiny_tokenizer)  # fmt: skip
+    sft = read_jsonl(tmp_path / "o" / "sft.jsonl")
+    rendered = [r for r in sft if r.get("prefilled")]
+    assert len(sft) == 4 + 3 * len(levels) == result.sft and len(rendered) == 3 * len(levels)
+    assert [r["rendering"] for r in rendered] == list(levels) * 3 and "odd" not in {r["id"] for r in rendered}
+    for r in rendered:
+        budget = parse_completion(r["completion"]).budget
+        ids = encode_completion(tiny_tokenizer, r["completion"])
+        assert count_solution_tokens(ids, tiny_tokenizer) == budget
+        assert parse_completion(r["completion"]).answer == r["answer"]
+    per_question = [[parse_completion(r["completion"]).budget for r in rendered[i : i + 3]] for i in (0, 3, 6)]
+    assert all(b == sorted(b) and b[0] < b[-1] for b in per_question)
+    report = json.loads((tmp_path / "o" / "report.json").read_text())["renderings"]
+    assert report["questions"] == 3 and report["rows"] == 9 and report["skipped"] == 1
+    assert report["skipped_rows"][0]["id"] == "odd" and report["skipped_rows"][0]["line"] == 4
+
+
+def test_renderings_on_data_without_worked_solutions_is_one_clear_error(tmp_path, tiny_tokenizer):
+    opts = PrepareOptions(dataset=str(FIX / "arith.jsonl"), out=str(tmp_path / "o"), renderings=("answer",))
+    with pytest.raises(PrepareError, match="--renderings: no row of .* drop the option"):
+        run_prepare(opts, tokenizer=tiny_tokenizer)
+    opts = PrepareOptions(dataset=str(FIX / "arith.jsonl"), out=str(tmp_path / "p"), renderings=("chatty",))
+    with pytest.raises(PrepareError, match="--renderings chatty: choose from answer, reference"):
+        run_prepare(opts, tokenizer=tiny_tokenizer)

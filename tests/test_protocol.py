@@ -277,3 +277,16 @@ def test_the_exported_r1_budget_template_renders_the_same_prompt(r1_tokenizer, i
                                               add_generation_prompt=True, chat_template=baked)
     assert served == P.render_prompt(r1_tokenizer, "What is 2+3?", instruction_in_user=in_user)
     assert served.endswith("<｜Assistant｜>") and "<think>" not in served
+
+
+@pytest.mark.parametrize("prefilled", [False, True])
+def test_a_prefilled_training_example_masks_the_budget_tag_and_keeps_the_ids(tiny_tokenizer, prefilled):
+    completion = P.render_completion(7, "2 + 3 = 5. \\boxed{5}")
+    plain_ids, plain_mask = P.encode_training_example(tiny_tokenizer, "What is 2+3?", completion)
+    ids, mask = P.encode_training_example(tiny_tokenizer, "What is 2+3?", completion, prefilled=prefilled)
+    given = P.encode_prompt(tiny_tokenizer, P.render_prompt(tiny_tokenizer, "What is 2+3?", budget=7))
+    assert ids == plain_ids and ids[: len(given)] == given
+    first = mask.index(1)
+    assert first == (len(given) if prefilled else plain_mask.index(1)) and all(mask[first:])
+    with pytest.raises(ValueError, match="pre-filled example needs"):
+        P.encode_training_example(tiny_tokenizer, "What is 2+3?", "\\boxed{5}", prefilled=True)

@@ -83,7 +83,7 @@ def _guesses(value, annotation) -> list:
             return [type(value)(x // 2 or 1 for x in value), type(value)(value[:-1])]
         if value and all(isinstance(x, float) for x in value):
             return [type(value)(x * 0.5 for x in value)]
-        return [[*value, "format"], [*value, "q_proj"], ["q_proj"], ["tensorboard"], value[:-1]]
+        return [[*value, "format"], [*value, "q_proj"], ["q_proj"], ["tensorboard"], ["reference"], value[:-1]]
     if isinstance(value, dict):
         return [{**value, "seed": 1234}]
     # None: guess from the annotation

@@ -67,6 +67,10 @@ def prepare_cmd(
     targets: Annotated[
         str, typer.Option(help="sample mode: shortest (one SFT row per question) or all correct responses")
     ] = "shortest",
+    renderings: Annotated[
+        str | None, typer.Option(help="add each worked solution (arith data) re-said at these lengths as pre-filled "
+                                      "SFT rows: answer, reference, steps, stated, explained, checked [data.renderings]")
+    ] = None,
     backend: Annotated[
         str, typer.Option(help="sampling engine: auto (vLLM on a GPU when installed), hf, vllm")
     ] = "auto",
@@ -80,7 +84,8 @@ def prepare_cmd(
     from sblite.options import PREPARE
 
     cli = dict(dataset=dataset, out=out, labels=labels, limit=limit, seed=seed, max_prompt_tokens=max_prompt_tokens,
-               model=model, instruction_in_user=instruction_in_user)
+               model=model, instruction_in_user=instruction_in_user,
+               renderings=None if renderings is None else [v.strip() for v in renderings.split(",") if v.strip()])
     settings = resolve_settings("sblite prepare", PREPARE, cli, recipe, dry_run=dry_run,
                                 required={"dataset": "data.source", "out": "data.path"})
     if settings is None:

@@ -97,6 +97,19 @@ def budget_for(solution: str, tokenizer: Any) -> tuple[int, str]:
     return budget, render_completion(budget, solution)
 
 
+def rendered_targets(row: Row, tokenizer: Any, renderings: Sequence[str]) -> list[tuple[str, int, str]]:
+    """``(rendering, budget, completion)`` for each of ``renderings`` (``synthetic.VERBOSITY`` names): the
+    row's worked solution said at that length, labelled with its own ``budget_for``. These become pre-filled
+    SFT rows (``data.renderings``): one question, several budgets, each paired with the length it buys.
+    ``ValueError`` when the row has no solution in the arithmetic generator's format."""
+    from sblite.data.synthetic import render_solution
+
+    if not row.solution:
+        raise ValueError("the row has no reference solution")
+    worked = {"answer": row.answer, "solution": row.solution}
+    return [(v, *budget_for(render_solution(worked, v), tokenizer)) for v in renderings]
+
+
 def answers_match_exactly(a: str | None, b: str | None) -> bool:
     if a is None or b is None:
         return False

@@ -44,6 +44,7 @@ from sblite.data.labels import (
     SampleSettings,
     label_from_samples,
     label_reference,
+    rendered_targets,
     sample_generations,
     sample_prompts,
 )
@@ -51,6 +52,7 @@ from sblite.data.prepared import GRPO_FILE, REJECTS_FILE, REPORT_FILE, SFT_FILE
 from sblite.data.readers import SourceError
 from sblite.data.report import build_report, prepare_provenance
 from sblite.data.rows import LoadedRows, load_rows
+from sblite.data.synthetic import VERBOSITY
 from sblite.protocol import SAMPLE_STYLES
 from sblite.provenance import sha256_file
 
@@ -88,6 +90,7 @@ class PrepareOptions:
     instruction_in_user: bool = False
     styles: tuple[str, ...] = ("plain",)  # sample mode: instructions to sample under (protocol.SAMPLE_STYLES)
     targets: str = "shortest"  # sample mode: shortest | all (every distinct correct response is an SFT row)
+    renderings: tuple[str, ...] = ()  # synthetic.VERBOSITY levels added as pre-filled SFT rows (data.renderings)
     max_prompt_tokens: int | None = None
     backend: str = "auto"  # auto | hf | vllm (sample mode)
     command: list[str] | None = None  # the argv, for provenance
@@ -155,6 +158,9 @@ class _Labelled:
     labels: dict[str, Label]
     engine: str | None = None
     cache_files: list[Path] = field(default_factory=list)
+    tokenizer: Any = None  # the one budgets were counted in
+    #: ``--renderings``: each question's ``(rendering, budget, completion)`` pre-filled targets
+    rendered: dict[str, list[tuple[str, int, str]]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------- main entry
@@ -193,6 +199,7 @@ def run_prepare(
     else:
         cache = (out / CACHE_DIR, input_sha, tok_name)
         labelled = _label_by_sampling(data, tok, opts, prog, cache=cache, generate=generate, verify=verify)
+    renderings = _render(labelled, opts.renderings, opts.dataset) if opts.renderings else None
     data.rejects.sort(key=lambda rj: rj.line)
     sft_lines, grpo_lines, out_rows = _output_lines(labelled, data.source.name)
     provenance = prepare_provenance(
@@ -214,6 +221,8 @@ def run_prepare(
         n_grpo=len(grpo_lines),
         provenance=provenance,
     )
+    if renderings is not None:
+        report["renderings"] = renderings
     _write_outputs(out, sft_lines, grpo_lines, data.rejects, report)
     return PrepareResult(
         out=out, report=report, sft=len(sft_lines), grpo=len(grpo_lines), rejects=data.rejects
@@ -231,6 +240,9 @@ def _check_options(opts: PrepareOptions, *, generate: Any, tokenizer: Any) -> No
         raise PrepareError("-k, --batch-size and --max-new-tokens must be at least 1")
     if opts.limit is not None and opts.limit < 1:
         raise PrepareError("--limit must be at least 1")
+    bad = [v for v in opts.renderings if v not in VERBOSITY]
+    if bad:
+        raise PrepareError(f"--renderings {','.join(opts.renderings)}: choose from {', '.join(VERBOSITY)}")
     unknown = [s for s in opts.styles if s not in SAMPLE_STYLES]
     if unknown or not opts.styles:
         raise PrepareError(f"--styles {','.join(opts.styles)}: choose from {', '.join(SAMPLE_STYLES)}")
@@ -273,7 +285,7 @@ def _label_by_reference(data: LoadedRows, tok: Any, opts: PrepareOptions, prog: 
         if i % 256 == 255:
             prog("label", 256, None)
     prog("label", len(rows) % 256, None)
-    return _Labelled(rows, labels)
+    return _Labelled(rows, labels, tokenizer=tok)
 
 
 def _label_by_sampling(
@@ -341,7 +353,36 @@ def _label_by_sampling(
     for r in rows:
         labels[r.id] = label_from_samples(r, samples[r.id], tok, verify, targets=opts.targets)
         prog("verify", 1, None)
-    return _Labelled(rows, labels, engine, cache_files)
+    return _Labelled(rows, labels, engine, cache_files, tokenizer=tok)
+
+
+def _render(labelled: _Labelled, renderings: tuple[str, ...], dataset: str) -> dict[str, Any]:
+    """Fill ``labelled.rendered`` (``--renderings``) and return the report's ``renderings`` section. A row
+    whose solution cannot be re-rendered keeps its other rows and is counted, with its id, in the report;
+    when no row can be, the option is an error."""
+    skipped: list[dict[str, str]] = []
+    lengths: dict[str, list[int]] = {v: [] for v in renderings}
+    for r in labelled.rows:
+        try:
+            labelled.rendered[r.id] = rendered_targets(r, labelled.tokenizer, renderings)
+        except ValueError as err:
+            skipped.append({"id": r.id, "line": r.line, "reason": str(err)})
+            continue
+        for v, budget, _ in labelled.rendered[r.id]:
+            lengths[v].append(budget)
+    if labelled.rows and not labelled.rendered:
+        raise PrepareError(
+            f"--renderings: no row of {dataset} has a worked solution in the arithmetic generator's format "
+            f"({skipped[0]['reason']}); renderings work on the bundled arith data, drop the option for other sets"
+        )
+    return {
+        "levels": list(renderings),
+        "questions": len(labelled.rendered),
+        "rows": sum(len(v) for v in labelled.rendered.values()),
+        "mean_budget": {v: round(sum(x) / len(x), 1) for v, x in lengths.items() if x},
+        "skipped": len(skipped),
+        "skipped_rows": skipped[:50],
+    }
 
 
 def _sample_settings(opts: PrepareOptions) -> SampleSettings:
@@ -384,6 +425,9 @@ def _output_lines(labelled: _Labelled, source_name: str) -> tuple[list[str], lis
         out_rows.append({**grpo, "difficulty_source": lab.difficulty_source})
         for completion in lab.completions:
             sft = {**base, "completion": completion, **common, **extra}
+            sft_lines.append(json.dumps(sft, ensure_ascii=False))
+        for rendering, _budget, completion in labelled.rendered.get(r.id, ()):
+            sft = {**base, "completion": completion, **common, "prefilled": True, "rendering": rendering}
             sft_lines.append(json.dumps(sft, ensure_ascii=False))
     return sft_lines, grpo_lines, out_rows
 

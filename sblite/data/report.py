@@ -195,4 +195,10 @@ def render_report(report: dict[str, Any]) -> Any:
         for reason, n in counts["rejects_by_reason"].items():
             rej.add_row(reason, str(n))
         parts.append(rej)
+    if "renderings" in report:
+        r = report["renderings"]
+        lengths = ", ".join(f"{v} {n:g}" for v, n in r["mean_budget"].items())
+        skipped = f"; {r['skipped']} rows had no re-renderable solution (report.json: renderings)" if r["skipped"] else ""
+        parts.append(f"renderings: {r['rows']} pre-filled SFT rows from {r['questions']} questions "
+                     f"(mean budget {lengths}){skipped}")  # fmt: skip
     return Group(*parts)

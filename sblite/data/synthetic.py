@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -131,39 +132,73 @@ def generate(n_per_level: int, *, seed: int = 0, levels=LEVELS, prefix: str = "a
     return rows
 
 
-#: How much a rendering of the same worked solution says, shortest first (``render_solution``).
-VERBOSITY = ("answer", "reference", "steps", "explained")
+#: How much a rendering of the same worked solution says, shortest first (``render_solution``): from the bare
+#: answer (~5 tokens) to every step explained and checked (~100-200), so the lengths of one question's
+#: renderings span the budgets a user would pre-fill.
+VERBOSITY = ("answer", "reference", "steps", "stated", "explained", "checked")
 _OPS = {"+": "add", "-": "take away", "×": "multiply by"}
+_UNDO = {"+": "-", "-": "+", "×": "÷"}
+
+
+_STEP_RE = re.compile(r"(\d+) ([+\-×]) (\d+) = (\d+)\.")
+_SOLUTION_RE = re.compile(r"((?:\d+ [+\-×] \d+ = \d+\. )+)The answer is \\boxed\{(\d+)\}\.")
+
+
+def parse_steps(solution: str) -> list[tuple[str, str, str, str]]:
+    """``(a, op, b, result)`` of each step of a worked solution in ``generate``'s format; ``ValueError`` for
+    any other text (a solution this module did not write cannot be re-rendered).
+
+    >>> parse_steps("9 + 4 = 13. 13 × 2 = 26. The answer is \\\\boxed{26}.")
+    [('9', '+', '4', '13'), ('13', '×', '2', '26')]
+    """
+    m = _SOLUTION_RE.fullmatch(solution.strip())
+    if m is None:
+        raise ValueError(
+            f"not a worked solution of sblite's arithmetic generator ('a + b = c. … The answer is \\boxed{{c}}.'): "
+            f"{solution[:60]!r}"
+        )
+    return [tuple(x) for x in _STEP_RE.findall(m.group(1))]
 
 
 def render_solution(row: dict, verbosity: str) -> str:
     """The row's worked solution at one ``VERBOSITY`` level, always ending in ``\\boxed{answer}``: the same
-    arithmetic said in ~5 to ~100 tokens, so one question can teach several budget → length pairs.
+    arithmetic said in ~5 to ~200 tokens, so one question can teach several budget → length pairs.
 
     >>> row = {"answer": "38", "solution": "5 + 22 = 27. 27 + 11 = 38. The answer is \\\\boxed{38}."}
     >>> render_solution(row, "answer"), render_solution(row, "reference") == row["solution"]
     ('\\\\boxed{38}', True)
     >>> render_solution(row, "steps")
     'Step 1: 5 + 22 = 27. Step 2: 27 + 11 = 38. So the answer is \\\\boxed{38}.'
+    >>> [len(render_solution(row, v)) for v in VERBOSITY] == sorted(len(render_solution(row, v)) for v in VERBOSITY)
+    True
     """
+    if verbosity not in VERBOSITY:
+        raise ValueError(f"verbosity {verbosity!r}: choose one of {', '.join(VERBOSITY)}")
     ans = row["answer"]
-    steps = [s.strip() for s in row["solution"].split(" The answer is")[0].split(".") if s.strip()]
+    steps = parse_steps(row["solution"])
     if verbosity == "answer":
         return f"\\boxed{{{ans}}}"
     if verbosity == "reference":
         return row["solution"]
+    terse = " ".join(f"Step {i}: {a} {op} {b} = {r}." for i, (a, op, b, r) in enumerate(steps, 1))
     if verbosity == "steps":
-        return " ".join(f"Step {i}: {s}." for i, s in enumerate(steps, 1)) + f" So the answer is \\boxed{{{ans}}}."
-    if verbosity != "explained":
-        raise ValueError(f"verbosity {verbosity!r}: choose one of {', '.join(VERBOSITY)}")
+        return f"{terse} So the answer is \\boxed{{{ans}}}."
+    n = "one step" if len(steps) == 1 else f"{len(steps)} steps"
+    if verbosity == "stated":
+        return f"This takes {n}. {terse} The final number is {ans}, so the answer is \\boxed{{{ans}}}."
     parts = ["Let me read the problem carefully and work through it one step at a time."]
-    for i, step in enumerate(steps, 1):
-        lhs, result = (x.strip() for x in step.split("="))
-        a, op, b = lhs.split(" ")
+    for i, (a, op, b, r) in enumerate(steps, 1):
         parts.append(
-            f"Step {i}: we start from {a} and {_OPS.get(op, op)} {b}. Computing it, {a} {op} {b} = {result}, "
-            f"so after this step the number is {result}."
+            f"Step {i}: we start from {a} and {_OPS.get(op, op)} {b}. Computing it, {a} {op} {b} = {r}, "
+            f"so after this step the number is {r}."
         )
+    if verbosity == "checked":
+        for i, (a, op, b, r) in enumerate(steps, 1):
+            parts.append(
+                f"To check step {i}, I undo it: {r} {_UNDO.get(op, op)} {b} = {a}, which is the number we "
+                "started from, so this step is right."
+            )
+        parts.append(f"Every step checks out, and the last step gives {ans}.")
     parts.append(f"Checking each step again gives the same numbers, so the final result is {ans}.")
     return " ".join(parts) + f" The answer is \\boxed{{{ans}}}."
 

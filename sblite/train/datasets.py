@@ -29,7 +29,8 @@ def prompt_options(cfg: Recipe) -> dict[str, Any]:
 
 def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer):
     """Tokenized SFT examples (``input_ids`` + ``completion_mask``, which TRL turns into completion-only
-    labels): ``protocol.encode_training_example`` keeps the pre-fill boundary where inference has it."""
+    labels): ``protocol.encode_training_example`` keeps the pre-fill boundary where inference has it. A row
+    marked ``prefilled`` (``data.renderings``) trains the solution after a budget given as context."""
     from datasets import Dataset
 
     if not rows:
@@ -38,7 +39,7 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer):
     for r in rows:
         try:
             ids, mask = protocol.encode_training_example(
-                tokenizer, r["question"], r["completion"], **prompt_options(cfg)
+                tokenizer, r["question"], r["completion"], prefilled=bool(r.get("prefilled")), **prompt_options(cfg)
             )
         except ValueError as err:
             raise TrainingError(f"SFT example {r.get('id')!r}: {err}") from None
