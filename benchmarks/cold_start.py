@@ -63,6 +63,32 @@ def write_data(out: Path, tok, n_train: int, seed: int, variant: str) -> dict:
     return {v: sum(x) / len(x) for v, x in lengths.items()} | {"sft_rows": len(sft)}
 
 
+def first_token_shift(run_dir: Path, n_test: int, low: int, high: int) -> dict:
+    """Does the model read the number at all? For each test question, the next-token distribution right after
+    ``<budget>low</budget><solution>`` vs ``<budget>high</budget><solution>``: their total-variation distance
+    (0 = the budget changes nothing, 1 = disjoint) and how often the most likely first token differs."""
+    import torch
+
+    from sblite import protocol
+    from sblite.eval.run import load_questions
+    from sblite.generate.loading import load_model, resolve_model_spec
+
+    spec = resolve_model_spec(str(run_dir))
+    model, tok = load_model(spec, dtype="float32", device="cpu")
+    questions = load_questions("arith-test", limit=n_test)
+    tv, flips = [], 0
+    for q in questions:
+        dists = []
+        for b in (low, high):
+            prompt = protocol.render_prompt(tok, q["question"], budget=b, instruction_in_user=spec.instruction_in_user)
+            with torch.no_grad():
+                logits = model(torch.tensor([protocol.encode_prompt(tok, prompt)])).logits[0, -1]
+            dists.append(logits.float().softmax(-1))
+        tv.append(0.5 * float((dists[0] - dists[1]).abs().sum()))
+        flips += int(dists[0].argmax() != dists[1].argmax())
+    return {"budgets": [low, high], "mean_tv": sum(tv) / len(tv), "argmax_differs": flips / len(tv)}
+
+
 def evaluate(run_dir: Path, work: Path, n_test: int, budgets: list[int], max_new: int) -> dict:
     from sblite.eval.run import EvalOptions, run_eval
 
@@ -78,6 +104,7 @@ def evaluate(run_dir: Path, work: Path, n_test: int, budgets: list[int], max_new
         "prefill_r2": sweep["overall"]["r2"],
         "prefill_adherence_50": sweep["overall"]["adherence_50"],
         "prefill_accuracy": sweep["overall"]["accuracy"],
+        "first_token_shift": first_token_shift(run_dir, n_test, min(budgets), max(budgets)),
     }
 
 

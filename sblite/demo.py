@@ -42,6 +42,7 @@ class DemoOptions:
     styles: tuple[str, ...] = ("plain", "brief")
     targets: str = "all"
     grpo_steps: int = 6
+    prefill_budgets: tuple[int, ...] = (8, 16, 32, 64, 128)  # the report's pre-fill sweep
     max_new_tokens: int = 160
     quant: str | None = None  # None: the recipe's export.quant
     seed: int = 0
@@ -49,7 +50,8 @@ class DemoOptions:
 
     @classmethod
     def quick(cls, **kw) -> DemoOptions:
-        return cls(train_questions=20, eval_questions=10, sft_epochs=2.0, grpo_steps=2, max_new_tokens=96, **kw)
+        return cls(train_questions=20, eval_questions=10, sft_epochs=2.0, grpo_steps=2, max_new_tokens=96,
+                   prefill_budgets=(16, 64), **kw)
 
 
 def _stage(console, n: int, total: int, title: str) -> float:
@@ -62,6 +64,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     from rich.console import Console
 
     from sblite.data.prepare import PrepareOptions, run_prepare
+    from sblite.eval.plots import plot_frontier
     from sblite.eval.run import EvalOptions, run_eval
     from sblite.logs import progress_bars, quiet_libraries
     from sblite.options import EVAL, EXPORT, PREPARE, resolve
@@ -121,6 +124,13 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
                                baseline=baseline, **common), console)
     trained = run_eval(EvalOptions(model=str(run), out=str(out / "eval-trained"), mode="self",
                                    baseline=baseline, **common), console)
+    sweep = run_eval(EvalOptions(model=str(run), out=str(out / "eval-prefill"), mode="prefill",
+                                 budgets=list(opts.prefill_budgets), baseline=baseline, **common), console)
+    frontier = plot_frontier({"base (plain prompt)": base["summary"]["overall"],
+                              "base (brief prompt)": brief["summary"]["overall"],
+                              "SFT + GRPO (own budget)": trained["summary"]["overall"]},
+                             {"SFT + GRPO": sweep["summary"]}, out / "frontier.png",
+                             f"accuracy vs tokens · {opts.model} · arith-test")  # fmt: skip
     timings["eval"] = time.perf_counter() - t
 
     x = settings["export"]
@@ -143,12 +153,14 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
         "sft": sft["summary"]["overall"],
         "trained": trained["summary"]["overall"],
         "trained_by_level": trained["summary"]["by_level"],
+        "prefill_sweep": sweep["summary"],
+        "frontier_plot": str(frontier),
         "export": exported,
         "generate": answer,
         "threads": os.environ.get("OMP_NUM_THREADS"),
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    (out / "report.md").write_text(render_demo_report(summary, base, brief, sft, trained), encoding="utf-8")
+    (out / "report.md").write_text(render_demo_report(summary, base, brief, sft, trained, sweep), encoding="utf-8")
     return summary
 
 
@@ -203,7 +215,17 @@ def _generate(exported: dict[str, Any], console) -> dict[str, Any]:
     return {"source": source, "question": DEMO_QUESTION, **state.to_json()}
 
 
-def render_demo_report(summary: dict[str, Any], base: dict, brief: dict, sft: dict, trained: dict) -> str:
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3g}"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.0f}%"
+
+
+def render_demo_report(
+    summary: dict[str, Any], base: dict, brief: dict, sft: dict, trained: dict, sweep: dict
+) -> str:
     from sblite.eval.run import markdown_table
 
     t = summary["timings_s"]
@@ -226,7 +248,22 @@ def render_demo_report(summary: dict[str, Any], base: dict, brief: dict, sft: di
         "Compression is against the plain prompt; the brief-prompt row is what asking for short answers buys "
         "without training.",
         "",
-        "Plots: `eval-trained/budget_vs_length.png`, `eval-trained/by_level.png`, `eval-base/by_level.png`.",
+        "## Pre-filled budgets: does the budget set the length?",
+        "",
+        "Each row forces `<budget>N</budget><solution>` on every question; `slope` is the OLS slope of solution "
+        "length on N (1.0 = the length follows the budget), `±50%` the share within half of N either way.",
+        "",
+        markdown_table([(f"budget {b}", o) for b, o in sweep["summary"]["by_prefill_budget"].items()], "pre-filled"),
+        "",
+        f"Slope of length on the pre-filled budget: {_fmt(sweep['summary']['overall']['slope'])}, "
+        f"R² {_fmt(sweep['summary']['overall']['r2'])}; within ±50% of the forced budget: "
+        f"{_pct(sweep['summary']['overall']['adherence_50'])}.",
+        "",
+        "Frontier (accuracy vs generated tokens; baselines as points, the pre-fill sweep as a curve): "
+        "`frontier.png`.",
+        "",
+        "Plots: `eval-trained/budget_vs_length.png`, `eval-trained/by_level.png`, `eval-base/by_level.png`, "
+        "`eval-prefill/prefill_sweep.png`.",
         "",
         "## Answer from the exported model",
         "",

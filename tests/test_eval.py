@@ -84,6 +84,12 @@ def test_prefill_sweep_with_baseline(tiny_model_dir, questions, tmp_path):
     assert (tmp_path / "sweep" / "prefill_sweep.png").is_file()
     assert (tmp_path / "sweep" / "budget_vs_length.png").is_file()
     assert "Pre-filled budget sweep" in (tmp_path / "sweep" / "report.md").read_text()
+    # the frontier the demo and the reproduction draw: baselines as points, the sweep as a curve
+    from sblite.eval.plots import plot_frontier
+
+    png = plot_frontier({"base": base["summary"]["overall"]}, {"sweep": res["summary"]}, tmp_path / "f" / "frontier.png",
+                        "frontier")  # fmt: skip
+    assert png.stat().st_size > 1000
 
 
 def test_eval_bad_inputs_fail_in_one_line(tiny_model_dir, questions, tmp_path):

@@ -3,7 +3,9 @@
 - ``budget_vs_length.png``: each sample's budget against its solution tokens, with y = x and the ±50% band;
 - ``by_level.png``: accuracy and mean solution tokens per level (or difficulty bucket);
 - ``prefill_sweep.png`` (prefill mode): accuracy against mean tokens, one point per pre-filled budget, and
-  mean length against the budget with y = x.
+  mean length against the budget with y = x;
+- ``plot_frontier`` (the demo and ``benchmarks/reproduce_cpu.py``): the accuracy-vs-tokens frontier of several
+  evaluations — baselines as points, each trained model's pre-fill sweep as a curve.
 
 Plots only draw what ``eval/metrics.py`` computed; they never compute a metric themselves.
 """
@@ -130,6 +132,36 @@ def _sweep(result, path: Path) -> Path:
         ax.grid(alpha=0.3)
     fig.suptitle(_title(result), fontsize=10)
     fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_frontier(points: dict[str, dict[str, Any]], sweeps: dict[str, dict[str, Any]], path: Path, title: str) -> Path:
+    """Accuracy against mean generated tokens (budget tag included, the compression measure): each of
+    ``points`` (an ``overall`` summary: a baseline, or a model in self mode) is a marker, each of ``sweeps``
+    (a prefill-mode ``summary``) a curve through its pre-filled budgets, labelled with the budget."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.6), dpi=120)
+    for label, o in points.items():
+        ax.plot([o["mean_generated_tokens"] or 0], [100 * (o["accuracy"] or 0)], "s", ms=7, label=label)
+    for label, summary in sweeps.items():
+        sweep = summary["by_prefill_budget"]
+        budgets = sorted(sweep, key=int)
+        xs = [sweep[b]["mean_generated_tokens"] or 0 for b in budgets]
+        ys = [100 * (sweep[b]["accuracy"] or 0) for b in budgets]
+        ax.plot(xs, ys, "o-", label=f"{label} (pre-filled budget)")
+        for b, x, y in zip(budgets, xs, ys, strict=True):
+            ax.annotate(b, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("mean generated tokens per answer")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
