@@ -21,6 +21,14 @@ class RecipeError(ValueError):
     """A recipe that cannot be used; the message is one line naming the file, the key and the fix."""
 
 
+def _all_known(values: list[str], known, what: str) -> list[str]:
+    """``values`` when each is one of ``known``; else a ValueError naming the unknown ones and the choices."""
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+    return values
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
@@ -81,10 +89,7 @@ class DataSection(_Strict):
     def _levels(cls, v: list[str]) -> list[str]:
         from sblite.data.synthetic import VERBOSITY  # light: stdlib only
 
-        bad = [x for x in v if x not in VERBOSITY]
-        if bad:
-            raise ValueError(f"unknown rendering {', '.join(map(repr, bad))}; choose from {', '.join(VERBOSITY)}")
-        return v
+        return _all_known(v, VERBOSITY, "rendering")
 
 
 class _TrainerStage(_Strict):
@@ -238,10 +243,7 @@ class RewardSection(RewardConfig):
     def _known(cls, v: list[str]) -> list[str]:
         from sblite.rewards import REWARDS  # light: no torch; imported here to keep config first in the graph
 
-        unknown = [name for name in v if name not in REWARDS]
-        if unknown:
-            raise ValueError(f"unknown reward {', '.join(map(repr, unknown))}; known rewards: {', '.join(REWARDS)}")
-        return v
+        return _all_known(v, REWARDS, "reward")
 
     @model_validator(mode="after")
     def _weights_match(self) -> RewardSection:
