@@ -128,10 +128,18 @@ class _TrainerStage(_Strict):
 class SFTStage(_TrainerStage):
     """Budget SFT (cold start) on the prepared ``<budget>…</budget><solution>…`` targets."""
 
+    #: budget_reading_tokens: extra rows built by sblite (train/datasets.build_sft_dataset)
+    SBLITE_ONLY: ClassVar[frozenset[str]] = frozenset({"trl_args", "budget_reading_tokens"})
+
     learning_rate: float = Field(2e-4, gt=0)
     max_length: int = Field(1024, ge=16)
     packing: bool = False
     completion_only_loss: bool = True
+    budget_reading_tokens: int = Field(
+        0, ge=0, description="0: off. K: every SFT row also trains a short row, `<budget>N</budget><solution>` "
+        "and its first K solution tokens without the prompt, loss on those K only: the one decision the number "
+        "makes, which long rows drown out (see benchmarks/cold_start.py)",
+    )
 
 
 class GRPOStage(_TrainerStage):

@@ -348,6 +348,18 @@ def encode_training_example(
     return head + body + tail, [0] * (len(head) + given) + [1] * (len(body) - given + len(tail))
 
 
+def encode_budget_reading(tokenizer: Any, completion: str, k: int) -> tuple[list[int], list[int]]:
+    """``(input_ids, completion_mask)`` of a budget-reading row: ``<budget>N</budget><solution>`` alone (no
+    prompt, ids as ``encode_completion`` splits them) then the first ``k`` solution tokens, the mask 1 on
+    those only. It trains just the choice the number makes at the start of the solution."""
+    m = _PREFILL_HEAD_RE.match(completion)
+    if m is None:
+        raise ValueError("a budget-reading row needs a completion that opens with <budget>N</budget><solution>")
+    head = encode(tokenizer, completion[: m.end()])
+    body = encode(tokenizer, completion[m.end() :])[:k]
+    return head + body, [0] * len(head) + [1] * len(body)
+
+
 # --------------------------------------------------------------------------------------------- parsing
 
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")

@@ -290,3 +290,13 @@ def test_a_prefilled_training_example_masks_the_budget_tag_and_keeps_the_ids(tin
     assert first == (len(given) if prefilled else plain_mask.index(1)) and all(mask[first:])
     with pytest.raises(ValueError, match="pre-filled example needs"):
         P.encode_training_example(tiny_tokenizer, "What is 2+3?", "\\boxed{5}", prefilled=True)
+
+
+def test_a_budget_reading_row_is_the_prefill_and_the_first_solution_tokens_only(tiny_tokenizer):
+    completion = P.render_completion(42, "Let me read the problem carefully. \\boxed{5}")
+    ids, mask = P.encode_budget_reading(tiny_tokenizer, completion, 3)
+    given = P.encode(tiny_tokenizer, P.prefill(42))
+    full = P.encode_completion(tiny_tokenizer, completion)
+    assert ids == full[: len(given) + 3] and mask == [0] * len(given) + [1] * 3
+    with pytest.raises(ValueError, match="budget-reading row needs"):
+        P.encode_budget_reading(tiny_tokenizer, "\\boxed{5}", 3)

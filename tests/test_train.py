@@ -381,3 +381,23 @@ def test_both_backends_implement_the_backend_protocol():
         missing = [m for m in members if not hasattr(cls, m)]
         assert not missing, f"{cls.__name__} lacks {missing}"
         assert inspect.signature(cls.load).parameters.keys() == inspect.signature(Backend.load).parameters.keys()
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_sft_budget_reading_tokens_adds_one_short_row_per_sft_row(tiny_prepared_dir, tiny_tokenizer, k):
+    """``sft.budget_reading_tokens``: after each full row, its prompt-less ``<budget>N</budget><solution>`` + the
+    first k solution tokens, trained on those k only; 0 leaves the dataset as the paper's."""
+    from sblite import protocol
+    from sblite.train.datasets import build_sft_dataset
+
+    cfg = load_recipe("tiny-cpu", [f"sft.budget_reading_tokens={k}"])
+    rows = load_prepared(tiny_prepared_dir).sft
+    ds = list(build_sft_dataset(rows, cfg, tiny_tokenizer))
+    assert len(ds) == len(rows) * (2 if k else 1)
+    if not k:
+        return
+    for row, reading in zip(rows, ds[1::2], strict=True):
+        budget = protocol.parse_completion(row["completion"]).budget
+        given = protocol.encode(tiny_tokenizer, protocol.prefill(budget))
+        assert reading["input_ids"][: len(given)] == given and sum(reading["completion_mask"]) == k
+        assert len(reading["input_ids"]) == len(given) + k

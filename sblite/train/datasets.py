@@ -30,7 +30,8 @@ def prompt_options(cfg: Recipe) -> dict[str, Any]:
 def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer):
     """Tokenized SFT examples (``input_ids`` + ``completion_mask``, which TRL turns into completion-only
     labels): ``protocol.encode_training_example`` keeps the pre-fill boundary where inference has it. A row
-    marked ``prefilled`` (``data.renderings``) trains the solution after a budget given as context."""
+    marked ``prefilled`` (``data.renderings``) trains the solution after a budget given as context; with
+    ``sft.budget_reading_tokens`` each row also gives a short prompt-less row (``protocol.encode_budget_reading``)."""
     from datasets import Dataset
 
     if not rows:
@@ -44,6 +45,9 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer):
         except ValueError as err:
             raise TrainingError(f"SFT example {r.get('id')!r}: {err}") from None
         examples.append({"input_ids": ids, "completion_mask": mask})
+        if cfg.sft.budget_reading_tokens:
+            ids, mask = protocol.encode_budget_reading(tokenizer, r["completion"], cfg.sft.budget_reading_tokens)
+            examples.append({"input_ids": ids, "completion_mask": mask})
     return Dataset.from_list(examples)
 
 
