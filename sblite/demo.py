@@ -124,8 +124,8 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
                                baseline=baseline, **common), console)
     trained = run_eval(EvalOptions(model=str(run), out=str(out / "eval-trained"), mode="self",
                                    baseline=baseline, **common), console)
-    sweep = run_eval(EvalOptions(model=str(run), out=str(out / "eval-prefill"), mode="prefill",
-                                 budgets=list(opts.prefill_budgets), baseline=baseline, **common), console)
+    sweep = run_eval(EvalOptions(model=str(run), out=str(out / "eval-prefill"), mode="prefill", baseline=baseline,
+                                 **{**common, "budgets": list(opts.prefill_budgets)}), console)
     frontier = plot_frontier({"base (plain prompt)": base["summary"]["overall"],
                               "base (brief prompt)": brief["summary"]["overall"],
                               "SFT + GRPO (own budget)": trained["summary"]["overall"]},
