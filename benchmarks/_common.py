@@ -1,4 +1,6 @@
-"""What every benchmark result file shares: the exact command that made it.
+"""What every benchmark result file shares: the exact command that made it; and the pieces several
+benchmarks run the same way (the reproduction's sampled cold start, rendered-arith SFT data, a self-mode +
+pre-fill-sweep evaluation).
 
 ``write_json(path, result)`` is the only way a benchmark writes its result JSON: it puts ``command`` (the
 real ``sys.argv``, the script path made relative to the repository root, behind ``python``) first, so a
@@ -75,3 +77,57 @@ def prepare_arith_samples(out: Path, *, limit: int, k: int, max_new_tokens: int,
                            force=force, instruction_in_user=True, targets=targets, styles=tuple(styles)),
             progress=progress,
         )  # fmt: skip
+
+
+def write_rendered_arith(out: Path, tok, n_train: int, seed: int, levels: Sequence[str], *,
+                         prefilled: bool) -> tuple[dict[str, float], int]:  # fmt: skip
+    """A prepared directory of ``n_train`` shuffled bundled arith questions, each worked solution rendered at
+    ``levels`` (``synthetic.render_solution``, budget = its true length): ordinary SFT rows, or with
+    ``prefilled`` pre-filled rows plus the reference rendering as the one ordinary (self-mode) row.
+    Returns ``(mean budget per level, SFT rows)``."""
+    import random
+
+    from sblite.data.labels import budget_for
+    from sblite.data.synthetic import render_solution, write_jsonl
+
+    rows = [json.loads(x) for x in (REPO / "data" / "arith" / "train.jsonl").read_text().splitlines()]
+    random.Random(seed).shuffle(rows)
+    sft, grpo, lengths = [], [], {v: [] for v in levels}
+    for r in rows[:n_train]:
+        base = {k: r[k] for k in ("id", "question", "answer", "level")}
+        for v in levels:
+            budget, completion = budget_for(render_solution(r, v), tok)
+            lengths[v].append(budget)
+            row = {**base, "id": f"{r['id']}-{v}", "completion": completion, "b_max": budget}
+            if not prefilled:
+                sft.append(row)
+                continue
+            sft.append({**row, "prefilled": True})
+            if v == "reference":
+                sft.append({**row, "id": f"{r['id']}-self"})
+        grpo.append({**base, "b_max": None})
+    write_jsonl(sft, out / "sft.jsonl")
+    write_jsonl(grpo, out / "grpo.jsonl")
+    write_jsonl([], out / "rejects.jsonl")
+    (out / "report.json").write_text(json.dumps({"read": len(grpo), "kept": len(grpo), "rejected": 0}))
+    return {v: sum(x) / len(x) for v, x in lengths.items()}, len(sft)
+
+
+def eval_self_and_sweep(run_dir: Path, work: Path, n_test: int, budgets: list[int], max_new: int) -> dict:
+    """Greedy ``sblite eval`` of a run on ``n_test`` arith-test questions in self mode and with each of
+    ``budgets`` pre-filled: per-budget length/adherence/accuracy, the sweep's slope, R², ±50% and accuracy."""
+    from sblite.eval.run import EvalOptions, run_eval
+
+    common = dict(model=str(run_dir), dataset="arith-test", limit=n_test, max_new_tokens=max_new, batch_size=16,
+                  plots=False)  # fmt: skip
+    own = run_eval(EvalOptions(**common, mode="self", out=str(work / "self")))["summary"]["overall"]
+    sweep = run_eval(EvalOptions(**common, mode="prefill", budgets=budgets, out=str(work / "sweep")))["summary"]
+    keys = ("mean_tokens", "median_tokens", "adherence_50", "accuracy", "format_rate")
+    return {
+        "self": {k: own.get(k) for k in (*keys, "mean_budget", "slope", "r2", "spearman_budget_level")},
+        "prefill": {b: {k: sweep["by_prefill_budget"][str(b)][k] for k in keys} for b in budgets},
+        "prefill_slope": sweep["overall"]["slope"],
+        "prefill_r2": sweep["overall"]["r2"],
+        "prefill_adherence_50": sweep["overall"]["adherence_50"],
+        "prefill_accuracy": sweep["overall"]["accuracy"],
+    }

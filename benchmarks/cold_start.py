@@ -23,44 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_json  # noqa: E402
+from _common import eval_self_and_sweep, write_json, write_rendered_arith  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
-
-
-def write_data(out: Path, tok, n_train: int, seed: int, variant: str) -> dict:
-    """A prepared directory for ``variant``; returns the mean token length of each rendering."""
-    from sblite.data.labels import budget_for
-    from sblite.data.synthetic import VERBOSITY, render_solution, write_jsonl
-
-    rows = [json.loads(x) for x in (REPO / "data" / "arith" / "train.jsonl").read_text().splitlines()]
-    random.Random(seed).shuffle(rows)
-    sft, grpo, lengths = [], [], {v: [] for v in VERBOSITY}
-    for r in rows[:n_train]:
-        base = {k: r[k] for k in ("id", "question", "answer", "level")}
-        for v in VERBOSITY:
-            budget, completion = budget_for(render_solution(r, v), tok)
-            lengths[v].append(budget)
-            row = {**base, "id": f"{r['id']}-{v}", "completion": completion, "b_max": budget}
-            if variant == "self-all":
-                sft.append(row)
-            else:
-                sft.append({**row, "prefilled": True})
-                if v == "reference":
-                    sft.append({**row, "id": f"{r['id']}-self"})
-        grpo.append({**base, "b_max": None})
-    write_jsonl(sft, out / "sft.jsonl")
-    write_jsonl(grpo, out / "grpo.jsonl")
-    write_jsonl([], out / "rejects.jsonl")
-    (out / "report.json").write_text(json.dumps({"read": len(grpo), "kept": len(grpo), "rejected": 0}))
-    return {v: sum(x) / len(x) for v, x in lengths.items()} | {"sft_rows": len(sft)}
 
 
 def first_token_shift(run_dir: Path, n_test: int, low: int, high: int) -> dict:
@@ -90,20 +61,7 @@ def first_token_shift(run_dir: Path, n_test: int, low: int, high: int) -> dict:
 
 
 def evaluate(run_dir: Path, work: Path, n_test: int, budgets: list[int], max_new: int) -> dict:
-    from sblite.eval.run import EvalOptions, run_eval
-
-    common = dict(model=str(run_dir), dataset="arith-test", limit=n_test, max_new_tokens=max_new, batch_size=24,
-                  plots=False)  # fmt: skip
-    own = run_eval(EvalOptions(**common, mode="self", out=str(work / "self")))["summary"]["overall"]
-    sweep = run_eval(EvalOptions(**common, mode="prefill", budgets=budgets, out=str(work / "sweep")))["summary"]
-    keys = ("mean_tokens", "median_tokens", "adherence_50", "accuracy", "format_rate")
-    return {
-        "self": {k: own.get(k) for k in (*keys, "mean_budget", "spearman_budget_level")},
-        "prefill": {b: {k: sweep["by_prefill_budget"][str(b)][k] for k in keys} for b in budgets},
-        "prefill_slope": sweep["overall"]["slope"],
-        "prefill_r2": sweep["overall"]["r2"],
-        "prefill_adherence_50": sweep["overall"]["adherence_50"],
-        "prefill_accuracy": sweep["overall"]["accuracy"],
+    return eval_self_and_sweep(run_dir, work, n_test, budgets, max_new) | {
         "first_token_shift": first_token_shift(run_dir, n_test, min(budgets), max(budgets)),
     }
 
@@ -128,6 +86,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     import sblite.train.run as train
+    from sblite.data.synthetic import VERBOSITY
     from sblite.models import resolve_model
     from sblite.recipes import load_recipe
 
@@ -139,7 +98,8 @@ def main() -> None:
         t0 = time.perf_counter()
         data = work / f"data-{variant}"
         data.mkdir(parents=True, exist_ok=True)
-        lengths[variant] = write_data(data, tok, args.train, args.seed, variant)
+        means, n_sft = write_rendered_arith(data, tok, args.train, args.seed, VERBOSITY, prefilled=variant == "prefilled")
+        lengths[variant] = means | {"sft_rows": n_sft}
         print(f"{variant}: rendering lengths {lengths[variant]}", flush=True)
         run_dir = work / f"run-{variant}"
         cfg = load_recipe("smollm2-135m", ["stages=[sft]", f"data.path={data}", f"output_dir={run_dir}",

@@ -4,7 +4,7 @@
     OMP_NUM_THREADS=2 python benchmarks/prefill_boundary.py --quick    # a smoke run; numbers mean nothing
 
 Budget SFT of SmolLM2-135M-Instruct on ``--train`` bundled arithmetic questions, each rendered at the four
-``synthetic.VERBOSITY`` levels of the same worked solution (budget = its true token length, so the budget is
+``LEVELS`` of the same worked solution (budget = its true token length, so the budget is
 the only thing that tells the renderings apart), then greedy generation on ``--test`` held-out ``arith-test``
 questions in self mode and with each ``--budgets`` value pre-filled. Two cold starts, same data, seed and
 settings, one run:
@@ -26,15 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_json  # noqa: E402
+from _common import eval_self_and_sweep, write_json, write_rendered_arith  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: the four renderings the committed result used (``synthetic.VERBOSITY`` has grown since)
+LEVELS = ("answer", "reference", "steps", "explained")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -55,26 +56,6 @@ def old_build_sft_dataset(rows, cfg, tokenizer):
     )
 
 
-def write_data(out: Path, tok, n_train: int, seed: int) -> dict:
-    from sblite.data.labels import budget_for
-    from sblite.data.synthetic import VERBOSITY, render_solution, write_jsonl
-
-    rows = [json.loads(x) for x in (REPO / "data" / "arith" / "train.jsonl").read_text().splitlines()]
-    random.Random(seed).shuffle(rows)
-    sft, grpo, lengths = [], [], {v: [] for v in VERBOSITY}
-    for r in rows[:n_train]:
-        base = {k: r[k] for k in ("id", "question", "answer", "level")}
-        for v in VERBOSITY:
-            budget, completion = budget_for(render_solution(r, v), tok)
-            lengths[v].append(budget)
-            sft.append({**base, "id": f"{r['id']}-{v}", "completion": completion, "b_max": budget})
-        grpo.append({**base, "b_max": None})
-    write_jsonl(sft, out / "sft.jsonl")
-    write_jsonl(grpo, out / "grpo.jsonl")
-    (out / "report.json").write_text(json.dumps({"read": len(grpo), "kept": len(grpo), "rejected": 0}))
-    return {v: sum(x) / len(x) for v, x in lengths.items()}
-
-
 def boundary_counts(sft_rows, tok, instruction_in_user: bool) -> dict:
     """How many training sequences start with the pre-filled prompt's ids, under each tokenization."""
     from sblite import protocol
@@ -90,23 +71,6 @@ def boundary_counts(sft_rows, tok, instruction_in_user: bool) -> dict:
         split += ids[: len(prefilled)] == prefilled
     return {"sequences": len(sft_rows), "whole_start_with_prefilled_prompt": whole,
             "split_start_with_prefilled_prompt": split}  # fmt: skip
-
-
-def evaluate(run_dir: Path, work: Path, n_test: int, budgets: list[int], max_new: int) -> dict:
-    from sblite.eval.run import EvalOptions, run_eval
-
-    common = dict(model=str(run_dir), dataset="arith-test", limit=n_test, max_new_tokens=max_new, batch_size=16,
-                  plots=False)  # fmt: skip
-    own = run_eval(EvalOptions(**common, mode="self", out=str(work / "self")))["summary"]["overall"]
-    sweep = run_eval(EvalOptions(**common, mode="prefill", budgets=budgets, out=str(work / "sweep")))["summary"]
-    keys = ("mean_tokens", "median_tokens", "adherence_50", "accuracy", "format_rate")
-    return {
-        "self": {k: own[k] for k in (*keys, "mean_budget", "slope", "r2")},
-        "prefill": {b: {k: sweep["by_prefill_budget"][str(b)][k] for k in keys} for b in budgets},
-        "prefill_slope": sweep["overall"]["slope"],
-        "prefill_r2": sweep["overall"]["r2"],
-        "prefill_adherence_50": sweep["overall"]["adherence_50"],
-    }
 
 
 def main() -> None:
@@ -137,7 +101,7 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(resolve_model("builtin:smollm2-135m"))
     data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
-    lengths = write_data(data, tok, args.train, args.seed)
+    lengths, _ = write_rendered_arith(data, tok, args.train, args.seed, LEVELS, prefilled=False)
     cfg0 = load_recipe("smollm2-135m")
     counts = boundary_counts(load_prepared(data).sft, tok, cfg0.model.instruction_in_user)
     print(f"rendering lengths (mean tokens): {lengths}; boundary: {counts}", flush=True)
@@ -154,7 +118,7 @@ def main() -> None:
             train.run_training(cfg, resume=(run_dir / "sft" / "adapter_config.json").is_file())
         finally:
             train.build_sft_dataset = original
-        results[variant] = evaluate(run_dir, work / f"eval-{variant}", args.test, budgets, args.max_new_tokens)
+        results[variant] = eval_self_and_sweep(run_dir, work / f"eval-{variant}", args.test, budgets, args.max_new_tokens)
         results[variant]["seconds"] = time.perf_counter() - t0
         print(f"{variant}: {json.dumps(results[variant])}", flush=True)
 

@@ -334,17 +334,13 @@ def encode_training_example(
             f"rendered turn {full[max(0, at - 20) : at + 20]!r}); use a template whose generation prompt is "
             "the start of its assistant turn"
         )
-    head, body, tail = (
-        encode(tokenizer, prompt),
-        encode_completion(tokenizer, completion),
-        encode(tokenizer, full[len(prompt) + len(completion) :]),
-    )
-    given = 0
-    if prefilled:
-        m = _PREFILL_HEAD_RE.match(completion)
-        if m is None:
-            raise ValueError("a pre-filled example needs a completion that opens with <budget>N</budget><solution>")
-        given = len(encode(tokenizer, completion[: m.end()]))
+    head, tail = encode(tokenizer, prompt), encode(tokenizer, full[len(prompt) + len(completion) :])
+    split = split_completion_ids(tokenizer, completion)
+    if split is None and prefilled:
+        raise ValueError("a pre-filled example needs a completion that opens with <budget>N</budget><solution>")
+    tags, solution = split if split is not None else ([], encode(tokenizer, completion))
+    given = len(tags) if prefilled else 0
+    body = tags + solution
     return head + body + tail, [0] * (len(head) + given) + [1] * (len(body) - given + len(tail))
 
 
@@ -352,12 +348,11 @@ def encode_budget_reading(tokenizer: Any, completion: str, k: int) -> tuple[list
     """``(input_ids, completion_mask)`` of a budget-reading row: ``<budget>N</budget><solution>`` alone (no
     prompt, ids as ``encode_completion`` splits them) then the first ``k`` solution tokens, the mask 1 on
     those only. It trains just the choice the number makes at the start of the solution."""
-    m = _PREFILL_HEAD_RE.match(completion)
-    if m is None:
+    split = split_completion_ids(tokenizer, completion)
+    if split is None:
         raise ValueError("a budget-reading row needs a completion that opens with <budget>N</budget><solution>")
-    head = encode(tokenizer, completion[: m.end()])
-    body = encode(tokenizer, completion[m.end() :])[:k]
-    return head + body, [0] * len(head) + [1] * len(body)
+    tags, solution = split[0], split[1][:k]
+    return tags + solution, [0] * len(tags) + [1] * len(solution)
 
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -540,14 +535,21 @@ def encode_prompt(tokenizer: TokenizerLike, prompt: str) -> list[int]:
     return encode(tokenizer, head) + (encode(tokenizer, prefill(budget)) if budget is not None else [])
 
 
+def split_completion_ids(tokenizer: TokenizerLike, completion: str) -> tuple[list[int], list[int]] | None:
+    """``(tag ids, solution ids)`` of a completion that opens with ``<budget>N</budget><solution>``, each
+    tokenized apart (the split every SFT sequence and pre-fill uses); None for any other text."""
+    m = _PREFILL_HEAD_RE.match(completion)
+    if m is None:
+        return None
+    return encode(tokenizer, completion[: m.end()]), encode(tokenizer, completion[m.end() :])
+
+
 def encode_completion(tokenizer: TokenizerLike, completion: str) -> list[int]:
     """Ids of a budgeted completion as the model writes it: ``<budget>N</budget><solution>`` apart from the
     solution, so its last token is the same ``'>'`` a pre-filled prompt ends in. Other text: tokenized whole.
     """
-    m = _PREFILL_HEAD_RE.match(completion)
-    if m is None:
-        return encode(tokenizer, completion)
-    return encode(tokenizer, completion[: m.end()]) + encode(tokenizer, completion[m.end() :])
+    split = split_completion_ids(tokenizer, completion)
+    return encode(tokenizer, completion) if split is None else split[0] + split[1]
 
 
 # --------------------------------------------------------------------------------------------- lengths
