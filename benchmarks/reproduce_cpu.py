@@ -1,35 +1,35 @@
-"""Reproduce SelfBudgeter's claims on this CPU: SmolLM2-135M on graded arithmetic, with two ablations.
+"""Reproduce SelfBudgeter on this CPU: SmolLM2-135M on graded arithmetic, the paper's recipe against sblite's.
 
     OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py                 # ≤ 2 hours on 2 cores
     OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --quick         # minutes: a smoke test of the script
 
-The paper-style table for base / budget SFT / SFT + GRPO, and GRPO ablations from the same SFT adapter:
+Rows (each a library call of the CLI's own functions; the work dir caches every finished step):
 
-- ``no_budget_penalty``: ``reward.r_b = 0`` (budgets above ``b_max`` cost nothing);
-- ``fixed_alpha``: ``reward.alpha_schedule = constant`` at ``--fixed-alpha`` (default 1.0) instead of 6.0 → 0.1;
-- extension ``prefill_grpo`` (not in the paper): ``grpo.prefill_fraction`` of the GRPO prompts carry a forced
-  budget, so the budget reward pays for obeying it; it gets its own pre-filled sweep.
+- ``base (plain prompt)`` / ``base (brief prompt)``: the untrained model, and what asking for brevity buys;
+- ``paper SFT``: the paper's cold start — the base model sampled (T=0.8) under its plain instruction, one
+  correct answer per question (``--styles plain --targets shortest``), budget = its token length;
+- ``our SFT``: sampled under plain *and* brief instructions, every distinct correct answer a row
+  (``--targets all``), plus each worked solution re-said at ``--levels`` as pre-filled rows
+  (``data.renderings``) and the budget-reading rows of ``sft.budget_reading_tokens`` (``--reading-tokens``);
+- ``+ GRPO``: budget-guided GRPO from our SFT adapter (``--grpo-steps``, the recipe's α schedule);
+- ``+ pre-filled GRPO``: the same with ``grpo.prefill_fraction`` of the prompts carrying a forced budget;
+- ablations of each switch: our SFT without the renderings, without the budget-reading rows; with
+  ``--paper-ablations`` also the paper's GRPO ablations (no budget penalty, fixed α).
 
-Cold-start data (``--styles plain,brief --targets all``, the default here): the base model is sampled under its
-plain step-by-step instruction *and* a brief one; every distinct correct answer becomes an SFT row labelled
-with its own length, so the same question is seen with short and long budgets (the paper samples plain only,
-one target per question: ``--styles plain --targets shortest``). Compression is measured against the plain
-prompt; the ``base (brief prompt)`` row shows what prompting alone buys, so the trained model must beat it.
-
-Columns: accuracy, mean solution tokens, compression vs the base model's plain answers on the same questions,
-adherence within ±50% / ±10% of the model's own budget, slope and R² of length on the budget, Spearman of the
-budget with the level; a pre-filled budget sweep on the full model gives the "budgets obeyed" slope. Every
-run is a library call of the CLI's own functions; the work dir keeps all outputs (prepare resumes its cache).
-Results: benchmarks/results/reproduce_cpu.{json,md} and PNG plots, with the exact command and seeds.
+Every trained row is evaluated greedily on ``arith-test`` in self mode (compression against the plain base on
+the same questions), with a pre-filled budget sweep (``--budgets``), and in self mode on the held-out sets
+``--held-out`` (GSM8K-test, SVAMP from ``../shared/data``; skipped with a note when absent). The frontier plot
+puts the base models as points and each trained row's sweep as a curve. Results: benchmarks/results/
+reproduce_cpu.{json,md} and ``reproduce_cpu/*.png``, with the exact command and seeds.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,38 +37,88 @@ from _common import prepare_arith_samples, stage_timer, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {
-    "compression": ">= 0.50 at <= 1 point accuracy loss",
-    "adherence_50": ">= 0.90",
-    "spearman_budget_level": ">= 0.5",
-    "prefill_slope": "0.8 - 1.2",
+    "prefill_slope": "0.8 - 1.2 (with R²)",
+    "prefill_adherence_50": ">= 0.80",
+    "adherence_50": ">= 0.90 (own budget)",
+    "spearman_budget_level": ">= 0.6",
+    "compression": ">= 0.50 at no accuracy loss (accuracy_delta >= 0)",
+    "beats_brief": "accuracy at the pre-fill nearest the brief base's length >= the brief base's",
+    "grpo_vs_sft": "accuracy after GRPO >= after our SFT",
 }
+
+
+@dataclass(frozen=True)
+class Row:
+    """One trained model: which prepared data, which recipe overrides, and (GRPO) which SFT row it starts from."""
+
+    name: str
+    data: str  # key of the prepared directories
+    overrides: tuple[str, ...] = ()
+    start_from: str | None = None  # a GRPO row's SFT row
+
+
+def rows_for(args) -> list[Row]:
+    reading = (f"sft.budget_reading_tokens={args.reading_tokens}", "sft.trl_args.train_sampling_strategy=group_by_length")
+    prefill = (f"grpo.prefill_fraction={args.prefill_fraction}", f"grpo.prefill_range=[{args.prefill_range}]")
+    rows = [
+        Row("paper SFT", "paper", ("stages=[sft]",)),
+        Row("our SFT", "ours", ("stages=[sft]", *reading)),
+        Row("+ GRPO", "ours", ("stages=[grpo]",), start_from="our SFT"),
+        Row("+ pre-filled GRPO", "ours", ("stages=[grpo]", *prefill), start_from="our SFT"),
+        Row("ablation: our SFT − renderings", "sampled", ("stages=[sft]", *reading)),
+        Row("ablation: our SFT − reading rows", "ours", ("stages=[sft]",)),
+    ]
+    if args.paper_ablations:
+        rows += [
+            Row("ablation: + GRPO, no budget penalty", "ours", ("stages=[grpo]", "reward.r_b=0"), "our SFT"),
+            Row("ablation: + GRPO, fixed α", "ours", ("stages=[grpo]", "reward.alpha_schedule=constant",
+                f"reward.alpha_start={args.fixed_alpha}", f"reward.alpha_end={args.fixed_alpha}"), "our SFT"),
+        ]  # fmt: skip
+    return rows
+
+
+def nearest_prefill(sweep: dict, tokens: float) -> tuple[str, dict]:
+    """The pre-filled budget whose mean generated tokens is closest to ``tokens`` (the brief base's length)."""
+    by = sweep["by_prefill_budget"]
+    b = min(by, key=lambda k: abs((by[k]["mean_generated_tokens"] or 0) - tokens))
+    return b, by[b]
+
+
+def _n(x, digits: int = 2) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/sblite-reproduce")
     ap.add_argument("--train-questions", type=int, default=120)
-    ap.add_argument("--eval-questions", type=int, default=80)
+    ap.add_argument("--eval-questions", type=int, default=60)
+    ap.add_argument("--sweep-questions", type=int, default=30)
+    ap.add_argument("--held-out", default="gsm8k-test,svamp", help="self-mode evals beyond arith-test ('' skips)")
+    ap.add_argument("--held-out-questions", type=int, default=30)
     ap.add_argument("-k", type=int, default=4)
     ap.add_argument("--sft-epochs", type=float, default=3.0)
     ap.add_argument("--grpo-steps", type=int, default=24)
+    ap.add_argument("--levels", default="answer,reference,steps,stated,explained", help="our SFT's data.renderings")
+    ap.add_argument("--reading-tokens", type=int, default=3, help="our SFT's sft.budget_reading_tokens")
+    ap.add_argument("--prefill-fraction", type=float, default=0.5)
+    ap.add_argument("--prefill-range", default="8,160")
+    ap.add_argument("--paper-ablations", action="store_true", help="also GRPO without budget penalty / fixed α")
     ap.add_argument("--fixed-alpha", type=float, default=1.0)
-    ap.add_argument("--prefill-fraction", type=float, default=0.5,
-                    help="the extension run: share of GRPO prompts with a forced budget (0 skips it)")
-    ap.add_argument("--budgets", default="16,32,64,128")
-    ap.add_argument("--styles", default="plain,brief", help="prepare's sampling instructions (plain = the paper's)")
-    ap.add_argument("--targets", default="all", help="prepare's SFT targets: shortest | all correct responses")
+    ap.add_argument("--budgets", default="8,16,32,64,128")
     ap.add_argument("--max-new-tokens", type=int, default=192)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny settings: checks the script, not the method")
     ap.add_argument("--out", default=str(RESULTS / "reproduce_cpu"))
     args = ap.parse_args()
     if args.quick:
-        args.train_questions, args.eval_questions, args.grpo_steps, args.sft_epochs = 10, 10, 2, 1.0
-        args.max_new_tokens = 64
+        args.train_questions, args.eval_questions, args.sweep_questions, args.held_out_questions = 16, 6, 4, 4
+        args.grpo_steps, args.sft_epochs, args.max_new_tokens, args.k = 1, 1.0, 64, 2
 
     from rich.console import Console
 
+    from sblite.data.readers import resolve_source
+    from sblite.eval.plots import plot_frontier
     from sblite.eval.run import EvalOptions, markdown_table, run_eval
     from sblite.recipes import load_recipe
     from sblite.train.run import run_training
@@ -78,136 +128,141 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     timed, timings = stage_timer(console)
-
     model = "builtin:smollm2-135m"
-    prepared = work / "prepared"
-    prep = timed("prepare", lambda: prepare_arith_samples(
-        prepared, limit=args.train_questions, k=args.k, max_new_tokens=args.max_new_tokens, seed=args.seed,
-        styles=args.styles.split(","), targets=args.targets, console=console, force=True))
+    levels = tuple(args.levels.split(","))
 
-    def train(name: str, extra: list[str]) -> Path:
-        run = work / name
-        if (run / ("grpo" if "stages=[sft]" not in extra else "sft") / "adapter_config.json").is_file():
-            return run  # finished earlier: the work dir doubles as a cache
-        cfg = load_recipe("smollm2-135m", [
-            f"data.path={prepared}", f"output_dir={run}", f"sft.num_train_epochs={args.sft_epochs}",
-            f"grpo.max_steps={args.grpo_steps}", f"sft.seed={args.seed}", f"grpo.seed={args.seed}",
-            "grpo.num_completions_to_print=0", *extra])
-        run_training(cfg, resume=run.exists(), console=console)
-        return run
-
-    full = timed("train sft+grpo", lambda: train("full", []))
-    sft_adapter = full / "sft"
-    ablations = {
-        "no_budget_penalty": ["reward.r_b=0"],
-        "fixed_alpha": ["reward.alpha_schedule=constant", f"reward.alpha_start={args.fixed_alpha}",
-                        f"reward.alpha_end={args.fixed_alpha}"],
-        # not in the paper: half the GRPO prompts carry a forced budget, so obeying one is rewarded directly
-        "prefill_grpo": [f"grpo.prefill_fraction={args.prefill_fraction}", "grpo.prefill_range=[16,160]"],
+    # --- data: one sampling run (plain + brief) feeds all three prepared dirs through prepare's sample cache
+    data_opts = {
+        "ours": dict(styles=("plain", "brief"), targets="all", renderings=levels),
+        "sampled": dict(styles=("plain", "brief"), targets="all"),
+        "paper": dict(styles=("plain",), targets="shortest"),
     }
-    if args.prefill_fraction <= 0:
-        del ablations["prefill_grpo"]
-    ablation_runs = {
-        name: timed(f"train ablation {name}", lambda o=over, n=name: train(
-            n, ["stages=[grpo]", f"model.adapter={sft_adapter}", *o]))
-        for name, over in ablations.items()
-    }
+    prepared, reports = {}, {}
+    for key, extra in data_opts.items():
+        prepared[key] = work / f"prepared-{key}"
+        if key != "ours" and not (prepared[key] / ".cache").exists() and (prepared["ours"] / ".cache").is_dir():
+            shutil.copytree(prepared["ours"] / ".cache", prepared[key] / ".cache")
+        reports[key] = timed(f"prepare {key}", lambda k=key, e=extra: prepare_arith_samples(
+            prepared[k], limit=args.train_questions, k=args.k, max_new_tokens=args.max_new_tokens, seed=args.seed,
+            console=console, force=True, **e)).report  # fmt: skip
 
-    common = dict(dataset="arith-test", limit=args.eval_questions, max_new_tokens=args.max_new_tokens,
-                  batch_size=16, seed=args.seed, instruction_in_user=True)
-    evals: dict[str, dict] = {}
-    evals["base"] = timed("eval base", lambda: run_eval(
-        EvalOptions(model=model, out=str(work / "eval-base"), mode="none", **common), console))
-    baseline = str(work / "eval-base" / "results.json")
-    evals["base (brief prompt)"] = timed("eval base brief", lambda: run_eval(
-        EvalOptions(model=model, out=str(work / "eval-base-brief"), mode="none", style="brief", baseline=baseline,
-                    **common), console))
-    evals["sft"] = timed("eval sft", lambda: run_eval(
-        EvalOptions(model=str(full), stage="sft", out=str(work / "eval-sft"), mode="self", baseline=baseline,
-                    **common), console))
-    evals["sft+grpo"] = timed("eval sft+grpo", lambda: run_eval(
-        EvalOptions(model=str(full), out=str(work / "eval-full"), mode="self", baseline=baseline, **common), console))
-    for name, run in ablation_runs.items():
-        evals[("extension: " if name == "prefill_grpo" else "ablation: ") + name] = timed(f"eval {name}", lambda r=run, n=name: run_eval(
-            EvalOptions(model=str(r), out=str(work / f"eval-{n}"), mode="self", baseline=baseline, **common), console))
+    # --- training
+    runs: dict[str, Path] = {}
+    for row in rows_for(args):
+        run = work / row.name.replace(" ", "_").replace(":", "").replace("−", "no").replace("+", "plus")
+        stage = "grpo" if "stages=[grpo]" in row.overrides else "sft"
+        extra = [f"model.adapter={runs[row.start_from] / 'sft'}"] if row.start_from else []
+        if not (run / stage / "adapter_config.json").is_file():  # finished earlier: the work dir is a cache
+            cfg = load_recipe("smollm2-135m", [
+                f"data.path={prepared[row.data]}", f"output_dir={run}", f"sft.num_train_epochs={args.sft_epochs}",
+                f"grpo.max_steps={args.grpo_steps}", f"sft.seed={args.seed}", f"grpo.seed={args.seed}",
+                "grpo.num_completions_to_print=0", *row.overrides, *extra])  # fmt: skip
+            timed(f"train {row.name}", lambda c=cfg, r=run: run_training(c, resume=r.exists(), console=console))
+        runs[row.name] = run
+
+    # --- evaluation
     budgets = [int(b) for b in args.budgets.split(",")]
-    sweep = timed("eval prefill sweep", lambda: run_eval(
-        EvalOptions(model=str(full), out=str(work / "eval-sweep"), mode="prefill", budgets=budgets,
-                    baseline=baseline, **common), console))
-    sweep_ext = None
-    if "prefill_grpo" in ablation_runs:
-        sweep_ext = timed("eval prefill sweep (prefill_grpo)", lambda: run_eval(
-            EvalOptions(model=str(ablation_runs["prefill_grpo"]), out=str(work / "eval-sweep-prefill_grpo"),
-                        mode="prefill", budgets=budgets, baseline=baseline, **common), console))
+    held_out = [d for d in args.held_out.split(",") if d]
+    missing = {}
+    for d in held_out:
+        if resolve_source(d).path is None:  # not in ../shared/data (or $SBLITE_DATA): the hub is not reachable here
+            missing[d] = "no local copy (../shared/data or $SBLITE_DATA)"
+            console.print(f"[yellow]held-out {d} skipped: {missing[d]}")
+    held_out = [d for d in held_out if d not in missing]
+    common = dict(max_new_tokens=args.max_new_tokens, batch_size=16, seed=args.seed, instruction_in_user=True)
+
+    def ev(name: str, dataset: str, limit: int, **kw):
+        tag = f"{dataset}-{name}".replace(" ", "_").replace(":", "").replace("−", "no").replace("+", "plus")
+        return timed(f"eval {name} on {dataset}", lambda: run_eval(EvalOptions(
+            dataset=dataset, limit=limit, out=str(work / "eval" / tag), **common, **kw), console))["summary"]  # fmt: skip
+
+    datasets = {"arith-test": args.eval_questions, **{d: args.held_out_questions for d in held_out}}
+    table: dict[str, dict[str, dict]] = {d: {} for d in datasets}
+    baselines: dict[str, str] = {}
+    for d, n in datasets.items():
+        table[d]["base (plain prompt)"] = ev("base", d, n, model=model, mode="none")
+        baselines[d] = str(work / "eval" / f"{d}-base" / "results.json")
+        table[d]["base (brief prompt)"] = ev("base brief", d, n, model=model, mode="none", style="brief",
+                                             baseline=baselines[d])  # fmt: skip
+        for name, run in runs.items():
+            table[d][name] = ev(name, d, n, model=str(run), mode="self", baseline=baselines[d])
+    sweeps = {name: ev(f"{name} sweep", "arith-test", args.sweep_questions, model=str(run), mode="prefill",
+                       budgets=budgets, baseline=baselines["arith-test"]) for name, run in runs.items()}  # fmt: skip
+
+    # --- targets, per trained row
+    arith = table["arith-test"]
+    brief = arith["base (brief prompt)"]["overall"]
+    reached = {}
+    for name in runs:
+        o, s = arith[name]["overall"], sweeps[name]["overall"]
+        b, near = nearest_prefill(sweeps[name], brief["mean_generated_tokens"] or 0)
+        reached[name] = {
+            "prefill_slope": s["slope"], "prefill_r2": s["r2"], "prefill_adherence_50": s["adherence_50"],
+            "adherence_50": o["adherence_50"], "spearman_budget_level": o["spearman_budget_level"],
+            "compression": o.get("compression"), "accuracy_delta": o.get("accuracy_delta"),
+            "beats_brief": {"budget": int(b), "tokens": near["mean_generated_tokens"], "accuracy": near["accuracy"],
+                            "brief_tokens": brief["mean_generated_tokens"], "brief_accuracy": brief["accuracy"]},
+        }  # fmt: skip
+    grpo_vs_sft = {n: {"accuracy": arith[n]["overall"]["accuracy"], "sft": arith["our SFT"]["overall"]["accuracy"]}
+                   for n in runs if n.startswith("+")}  # fmt: skip
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for src, name in ((work / "eval-full" / "budget_vs_length.png", "budget_vs_length.png"),
-                      (work / "eval-full" / "by_level.png", "by_level_sft_grpo.png"),
-                      (work / "eval-base" / "by_level.png", "by_level_base.png"),
-                      (work / "eval-sweep" / "prefill_sweep.png", "prefill_sweep.png")):
-        if src.is_file():
-            shutil.copy(src, out / name)
-    full_sum = evals["sft+grpo"]["summary"]
-    result = {
+    plot_frontier(
+        {n: arith[n]["overall"] for n in ("base (plain prompt)", "base (brief prompt)")},
+        {n: sweeps[n] for n in runs}, out / "frontier.png",
+        f"accuracy vs tokens · SmolLM2-135M · arith-test ({args.sweep_questions} q per budget)")  # fmt: skip
+    result = write_json(out.with_suffix(".json"), {
         "benchmark": "reproduce_cpu",
         "args": vars(args),
-        "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+        "rows": {r.name: {"data": r.data, "overrides": list(r.overrides), "start_from": r.start_from}
+                 for r in rows_for(args)},
         "timings_s": {**timings, "total": time.perf_counter() - t0},
-        "prepared": prep.report.get("counts", prep.report),
-        "table": {name: e["summary"]["overall"] for name, e in evals.items()},
-        "by_level": {name: e["summary"]["by_level"] for name, e in evals.items()},
-        "prefill_sweep": sweep["summary"],
-        "prefill_slope": sweep["summary"]["overall"]["slope"],
-        "prefill_sweep_prefill_grpo": sweep_ext["summary"] if sweep_ext else None,
+        "prepared": {k: r.get("counts", r) | ({"renderings": r["renderings"]} if "renderings" in r else {})
+                     for k, r in reports.items()},
+        "table": {d: {n: s["overall"] for n, s in rows.items()} for d, rows in table.items()},
+        "by_level": {n: s["by_level"] for n, s in arith.items()},
+        "prefill_sweeps": sweeps,
+        "held_out_missing": missing,
         "targets": TARGETS,
-        "reached": {
-            "compression": full_sum["overall"].get("compression"),
-            "accuracy_delta": full_sum["overall"].get("accuracy_delta"),
-            "adherence_50": full_sum["overall"]["adherence_50"],
-            "spearman_budget_level": full_sum["overall"]["spearman_budget_level"],
-            "prefill_slope": sweep["summary"]["overall"]["slope"],
-        },
-    }
-    result = write_json(out.with_suffix(".json"), result, default=str)
+        "reached": reached,
+        "grpo_vs_sft": grpo_vs_sft,
+    }, default=str)  # fmt: skip
+
     md = [
         "# SelfBudgeter on SmolLM2-135M (CPU reproduction)",
         "",
-        f"Command: `{result['command']}` (OMP_NUM_THREADS={result['omp_threads']}, seed {args.seed}); "
-        f"{result['timings_s']['total'] / 60:.0f} min.",
-        f"Training data: bundled `arith` ({args.train_questions} questions, k={args.k} samples per style "
-        f"({args.styles}), T=0.8, SFT targets: {args.targets}; {result['prepared'].get('sft')} SFT rows from "
-        f"{result['prepared'].get('sft_questions')} questions); "
-        f"evaluation: `arith-test` ({args.eval_questions} held-out questions, greedy).",
-        "",
-        markdown_table([(n, e["summary"]["overall"]) for n, e in evals.items()], "model"),
-        "",
-        "## SFT + GRPO by level",
-        "",
-        markdown_table(list(full_sum["by_level"].items()), "level"),
-        "",
-        "## Pre-filled budgets (SFT + GRPO)",
-        "",
-        markdown_table(list(sweep["summary"]["by_prefill_budget"].items()), "budget"),
-        "",
-        f"Slope of length on the pre-filled budget: {sweep['summary']['overall']['slope']}",
-        "",
-        *([
-            "## Pre-filled budgets (extension: GRPO with pre-filled budgets)",
-            "",
-            markdown_table(list(sweep_ext["summary"]["by_prefill_budget"].items()), "budget"),
-            "",
-            f"Slope of length on the pre-filled budget: {sweep_ext['summary']['overall']['slope']}",
-            "",
-        ] if sweep_ext else []),
-        "## Targets",
-        "",
-        "| metric | target | reached |",
-        "| --- | --- | --- |",
-        *[f"| {k} | {TARGETS.get(k, '')} | {v} |" for k, v in result["reached"].items()],
+        f"Command: `{result['command']}` (OMP_NUM_THREADS={result['command_env']['OMP_NUM_THREADS']}, "
+        f"seed {args.seed}); {result['timings_s']['total'] / 60:.0f} min. Training data: bundled `arith`, "
+        f"{args.train_questions} questions, k={args.k} samples per style at T=0.8; our SFT adds the renderings "
+        f"{args.levels} and {args.reading_tokens}-token budget-reading rows. Greedy evaluation.",
         "",
     ]
-    (out.with_suffix(".md")).write_text("\n".join(md))
+    for d, rows in table.items():
+        md += [f"## {d} ({datasets[d]} questions, self mode)", "", markdown_table(
+            [(n, s["overall"]) for n, s in rows.items()], "model"), ""]  # fmt: skip
+    md += [f"## Pre-filled budgets on arith-test ({args.sweep_questions} questions per budget)", "",
+           "| model | " + " | ".join(f"{b}" for b in budgets) + " | slope | R² | ±50% of forced | accuracy |",
+           "| --- | " + " | ".join("---:" for _ in budgets) + " | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for n, s in sweeps.items():
+        by, o = s["by_prefill_budget"], s["overall"]
+        md.append(f"| {n} | " + " | ".join(f"{by[str(b)]['mean_tokens']:.1f}" for b in budgets)
+                  + f" | {o['slope']:.3f} | {o['r2']:.3f} | {100 * o['adherence_50']:.0f}% | {100 * o['accuracy']:.0f}% |")  # fmt: skip
+    md += ["", "Cells: mean solution tokens at each pre-filled budget. Frontier: `reproduce_cpu/frontier.png`.", "",
+           "## Targets", "", "| row | " + " | ".join(TARGETS) + " |", "| --- |" + " --- |" * len(TARGETS)]  # fmt: skip
+    for n, r in reached.items():
+        bb = r["beats_brief"]
+        g = grpo_vs_sft.get(n)
+        md.append(
+            f"| {n} | {_n(r['prefill_slope'])} (R² {_n(r['prefill_r2'])}) | {_n(r['prefill_adherence_50'])} | "
+            f"{_n(r['adherence_50'])} | {_n(r['spearman_budget_level'])} | {_n(r['compression'])} "
+            f"(Δacc {_n(r['accuracy_delta'])}) | pre-fill {bb['budget']}: {_n(bb['accuracy'])} at "
+            f"{_n(bb['tokens'], 0)} tok vs {_n(bb['brief_accuracy'])} at {_n(bb['brief_tokens'], 0)} | "
+            + (f"{_n(g['accuracy'])} vs {_n(g['sft'])}" if g else "—") + " |"
+        )  # fmt: skip
+    if missing:
+        md += ["", "Held-out sets not found here: " + "; ".join(f"{d}: {e}" for d, e in missing.items())]
+    (out.with_suffix(".md")).write_text("\n".join(md) + "\n", encoding="utf-8")
     console.print("\n".join(md), markup=False)
 
 

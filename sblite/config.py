@@ -128,8 +128,8 @@ class _TrainerStage(_Strict):
 class SFTStage(_TrainerStage):
     """Budget SFT (cold start) on the prepared ``<budget>…</budget><solution>…`` targets."""
 
-    #: budget_reading_tokens: extra rows built by sblite (train/datasets.build_sft_dataset)
-    SBLITE_ONLY: ClassVar[frozenset[str]] = frozenset({"trl_args", "budget_reading_tokens"})
+    #: budget_reading_*: extra rows built by sblite (train/datasets.build_sft_dataset)
+    SBLITE_ONLY: ClassVar[frozenset[str]] = frozenset({"trl_args", "budget_reading_tokens", "budget_reading_samples"})
 
     learning_rate: float = Field(2e-4, gt=0)
     max_length: int = Field(1024, ge=16)
@@ -140,6 +140,20 @@ class SFTStage(_TrainerStage):
         "and its first K solution tokens without the prompt, loss on those K only: the one decision the number "
         "makes, which long rows drown out (see benchmarks/cold_start.py)",
     )
+    budget_reading_samples: int = Field(
+        0, ge=0, description="0: off. M: per question, M more budget-reading rows at budgets drawn log-uniformly "
+        "over [½ × its shortest, 1.5 × its longest labelled length], each reading into the question's labelled "
+        "answer nearest that budget in ratio: teaches the whole range of numbers, not only the few seen as labels",
+    )
+
+    @model_validator(mode="after")
+    def _reading_samples_need_tokens(self) -> SFTStage:
+        if self.budget_reading_samples and not self.budget_reading_tokens:
+            raise ValueError(
+                f"sft.budget_reading_samples={self.budget_reading_samples} builds budget-reading rows, which need "
+                "sft.budget_reading_tokens >= 1 (how many solution tokens each trains); e.g. sft.budget_reading_tokens=3"
+            )
+        return self
 
 
 class GRPOStage(_TrainerStage):

@@ -110,6 +110,15 @@ def render_completion(budget: int, solution: str) -> str:
     return f"{prefill(budget)}{solution}{SOLUTION_CLOSE}"
 
 
+def with_budget(completion: str, budget: int) -> str:
+    """``completion`` stating ``budget`` instead of its own: the same solution under another pre-filled budget.
+
+    >>> with_budget("<budget>12</budget><solution>\\\\boxed{5}</solution>", 40)
+    '<budget>40</budget><solution>\\\\boxed{5}</solution>'
+    """
+    return prefill(budget)[: -len(SOLUTION_OPEN)] + solution_text(completion)
+
+
 def prefill(budget: int) -> str:
     """The text a decoder is seeded with to force ``budget``: the model then writes only the solution.
 

@@ -401,3 +401,64 @@ def test_sft_budget_reading_tokens_adds_one_short_row_per_sft_row(tiny_prepared_
         given = protocol.encode(tiny_tokenizer, protocol.prefill(budget))
         assert reading["input_ids"][: len(given)] == given and sum(reading["completion_mask"]) == k
         assert len(reading["input_ids"]) == len(given) + k
+
+
+@pytest.mark.parametrize(
+    ("budgets", "drawn", "expected"),
+    [
+        # the nearest label in ratio: 10 vs 40 split at their geometric mean, 20
+        ((10, 40), 19, 10),
+        ((10, 40), 21, 40),
+        ((10, 40), 5, 10),
+        ((10, 40, 160), 70, 40),
+        ((10, 40, 160), 90, 160),
+        ((12,), 3, 12),
+    ],
+)
+def test_budget_reading_draws_pair_each_budget_with_the_label_nearest_in_ratio(budgets, drawn, expected, monkeypatch):
+    import random
+
+    from sblite.train.datasets import budget_reading_draws
+
+    rows = [{"id": str(b), "question": "q", "completion": f"<budget>{b}</budget><solution>s{b}</solution>"}
+            for b in budgets]  # fmt: skip
+    monkeypatch.setattr(random.Random, "uniform", lambda self, lo, hi: __import__("math").log(drawn))
+    [(n, completion)] = budget_reading_draws(rows, 1, seed=0)
+    assert n == drawn and completion == f"<budget>{expected}</budget><solution>s{expected}</solution>"
+
+
+def test_budget_reading_draws_stay_in_each_questions_range_and_count_per_question():
+    from sblite.train.datasets import budget_reading_draws
+
+    rows = [{"question": q, "completion": f"<budget>{b}</budget><solution>{q}{b}</solution>"}
+            for q, bs in (("a", (8, 100)), ("b", (30,))) for b in bs]  # fmt: skip
+    draws = budget_reading_draws(rows, 40, seed=1)
+    assert len(draws) == 80
+    for q, lo, hi in (("a", 4, 150), ("b", 15, 45)):
+        mine = [n for n, c in draws if f">{q}" in c]
+        assert len(mine) == 40 and lo <= min(mine) and max(mine) <= hi
+        assert max(mine) - min(mine) > (hi - lo) / 3  # spread over the range, not stuck at the labels
+    assert budget_reading_draws(rows, 40, seed=1) == draws  # seeded
+
+
+def test_sft_budget_reading_samples_add_rows_at_drawn_budgets(tiny_prepared_dir, tiny_tokenizer):
+    from sblite import protocol
+    from sblite.train.datasets import build_sft_dataset
+
+    rows = load_prepared(tiny_prepared_dir).sft
+    cfg = load_recipe("tiny-cpu", ["sft.budget_reading_tokens=2", "sft.budget_reading_samples=3"])
+    ds = list(build_sft_dataset(rows, cfg, tiny_tokenizer))
+    questions = len({r["question"] for r in rows})
+    assert len(ds) == 2 * len(rows) + 3 * questions
+    extra = ds[2 * len(rows):]
+    assert all(sum(e["completion_mask"]) == 2 for e in extra)
+    stated = {protocol.parse_completion(r["completion"]).budget for r in rows}
+    read = {int(tiny_tokenizer.decode(e["input_ids"]).split("<budget>")[1].split("</budget>")[0]) for e in extra}
+    assert read - stated  # budgets no label states: the range between the labels
+
+
+def test_budget_reading_samples_without_tokens_is_an_error_naming_the_fix():
+    from sblite.recipes import RecipeError
+
+    with pytest.raises(RecipeError, match="sft.budget_reading_tokens"):
+        load_recipe("tiny-cpu", ["sft.budget_reading_samples=4"])

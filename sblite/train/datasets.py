@@ -31,7 +31,8 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer):
     """Tokenized SFT examples (``input_ids`` + ``completion_mask``, which TRL turns into completion-only
     labels): ``protocol.encode_training_example`` keeps the pre-fill boundary where inference has it. A row
     marked ``prefilled`` (``data.renderings``) trains the solution after a budget given as context; with
-    ``sft.budget_reading_tokens`` each row also gives a short prompt-less row (``protocol.encode_budget_reading``)."""
+    ``sft.budget_reading_tokens`` each row also gives a short prompt-less row (``protocol.encode_budget_reading``),
+    and ``sft.budget_reading_samples`` adds more at drawn budgets (``budget_reading_draws``)."""
     from datasets import Dataset
 
     if not rows:
@@ -48,7 +49,41 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer):
         if cfg.sft.budget_reading_tokens:
             ids, mask = protocol.encode_budget_reading(tokenizer, r["completion"], cfg.sft.budget_reading_tokens)
             examples.append({"input_ids": ids, "completion_mask": mask})
+    k = cfg.sft.budget_reading_tokens
+    for budget, completion in budget_reading_draws(rows, cfg.sft.budget_reading_samples, seed=cfg.sft.seed):
+        ids, mask = protocol.encode_budget_reading(tokenizer, protocol.with_budget(completion, budget), k)
+        examples.append({"input_ids": ids, "completion_mask": mask})
     return Dataset.from_list(examples)
+
+
+def budget_reading_draws(rows: list[dict[str, Any]], per_question: int, *, seed: int) -> list[tuple[int, str]]:
+    """``(budget, completion)`` pairs for ``sft.budget_reading_samples``: per question, ``per_question`` budgets
+    drawn log-uniformly over [½ × its shortest, 1.5 × its longest labelled budget], each paired with the
+    question's labelled completion whose budget is nearest in ratio — what a user who pre-fills that budget
+    should get. Labels alone show a few exact numbers per style; the draws cover the range between them.
+
+    >>> rows = [{"question": "q", "completion": f"<budget>{b}</budget><solution>s{b}</solution>"} for b in (10, 40)]
+    >>> sorted({(b <= 20, c[-14:-11]) for b, c in budget_reading_draws(rows, 50, seed=0)})
+    [(False, 's40'), (True, 's10')]
+    """
+    if not per_question:
+        return []
+    by_question: dict[str, list[tuple[int, str]]] = {}
+    for r in rows:
+        budget = protocol.parse_completion(r["completion"]).budget
+        if budget is None:
+            raise TrainingError(f"SFT row {r.get('id')!r}: no <budget>N</budget> to draw reading rows around")
+        by_question.setdefault(r["question"], []).append((budget, r["completion"]))
+    rng = random.Random(seed)
+    draws = []
+    for labelled in by_question.values():
+        lo = max(1.0, min(b for b, _ in labelled) / 2)
+        hi = max(lo, 1.5 * max(b for b, _ in labelled))
+        for _ in range(per_question):
+            n = max(1, round(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
+            _, completion = min(labelled, key=lambda bc: abs(math.log(n / bc[0])))
+            draws.append((n, completion))
+    return draws
 
 
 def completion_tokens_needed(budget: float, cfg: Recipe) -> float:

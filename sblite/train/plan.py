@@ -54,7 +54,8 @@ def train_plan(cfg: Recipe) -> dict[str, Any]:
             **trl_kwargs(cfg.sft, output_dir=run.checkpoints("sft")),
             **cfg.sft.trl_args,
         }
-        plan["sft rows"] = {"budget_reading_tokens": cfg.sft.budget_reading_tokens}
+        plan["sft rows"] = {"budget_reading_tokens": cfg.sft.budget_reading_tokens,
+                            "budget_reading_samples": cfg.sft.budget_reading_samples}
     if "grpo" in cfg.stages:
         g = cfg.grpo
         plan["grpo (TRL GRPOConfig)"] = {
