@@ -84,6 +84,11 @@ def nearest_prefill(sweep: dict, tokens: float) -> tuple[str, dict]:
     return b, by[b]
 
 
+def _slug(name: str) -> str:
+    """A row name as a directory name: "+ pre-filled GRPO" → "plus_pre-filled_GRPO"."""
+    return name.replace(" ", "_").replace(":", "").replace("−", "no").replace("+", "plus")
+
+
 def _n(x, digits: int = 2) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
@@ -148,8 +153,9 @@ def main() -> None:
 
     # --- training
     runs: dict[str, Path] = {}
-    for row in rows_for(args):
-        run = work / row.name.replace(" ", "_").replace(":", "").replace("−", "no").replace("+", "plus")
+    trained = rows_for(args)
+    for row in trained:
+        run = work / _slug(row.name)
         stage = "grpo" if "stages=[grpo]" in row.overrides else "sft"
         extra = [f"model.adapter={runs[row.start_from] / 'sft'}"] if row.start_from else []
         if not (run / stage / "adapter_config.json").is_file():  # finished earlier: the work dir is a cache
@@ -172,7 +178,7 @@ def main() -> None:
     common = dict(max_new_tokens=args.max_new_tokens, batch_size=16, seed=args.seed, instruction_in_user=True)
 
     def ev(name: str, dataset: str, limit: int, **kw):
-        tag = f"{dataset}-{name}".replace(" ", "_").replace(":", "").replace("−", "no").replace("+", "plus")
+        tag = _slug(f"{dataset}-{name}")
         return timed(f"eval {name} on {dataset}", lambda: run_eval(EvalOptions(
             dataset=dataset, limit=limit, out=str(work / "eval" / tag), **common, **kw), console))["summary"]  # fmt: skip
 
@@ -216,7 +222,7 @@ def main() -> None:
         "benchmark": "reproduce_cpu",
         "args": vars(args),
         "rows": {r.name: {"data": r.data, "overrides": list(r.overrides), "start_from": r.start_from}
-                 for r in rows_for(args)},
+                 for r in trained},
         "timings_s": {**timings, "total": time.perf_counter() - t0},
         "prepared": {k: r.get("counts", r) | ({"renderings": r["renderings"]} if "renderings" in r else {})
                      for k, r in reports.items()},
