@@ -17,7 +17,9 @@ each ``--budgets`` value pre-filled. Variants (``--variants``):
   batches grouped by length (``train_sampling_strategy: group_by_length``) so the short rows cost little;
 - ``reading-draws``: ``reading`` plus ``sft.budget_reading_samples`` (``--reading-samples``): per question, more
   reading rows at budgets drawn across its range, each reading into the rendering nearest in ratio — the
-  labels alone show each style only at its own few exact numbers.
+  labels alone show each style only at its own few exact numbers;
+- ``reading-phase``: ``reading-draws`` with ``sft.budget_reading_epochs`` (``--reading-epochs``): the reading rows
+  are trained after the full rows, alone, instead of mixed in.
 
 ``--levels`` picks the renderings. The default drops ``checked``: it opens with the same words as
 ``explained``, so the number would have to decide ~60 tokens into the solution, where no short row reaches.
@@ -122,12 +124,13 @@ def main() -> None:
                     help="synthetic.VERBOSITY renderings per question")
     ap.add_argument("--reading-tokens", type=int, default=3, help="sft.budget_reading_tokens of `reading`")
     ap.add_argument("--reading-samples", type=int, default=20, help="sft.budget_reading_samples of `reading-draws`")
+    ap.add_argument("--reading-epochs", type=float, default=3.0, help="sft.budget_reading_epochs of `reading-phase`")
     ap.add_argument("--quick", action="store_true", help="6 questions, 1 epoch, 4 test questions")
     ap.add_argument("--out", default=str(RESULTS / "cold_start"))
     args = ap.parse_args()
-    unknown = set(args.variants.split(",")) - {"self-all", "prefilled", "reading", "reading-draws"}
+    unknown = set(args.variants.split(",")) - {"self-all", "prefilled", "reading", "reading-draws", "reading-phase"}
     if unknown:
-        ap.error(f"--variants: unknown {', '.join(sorted(unknown))}; choose from self-all, prefilled, reading, reading-draws")
+        ap.error(f"--variants: unknown {', '.join(sorted(unknown))}; choose from self-all, prefilled, reading, reading-draws, reading-phase")
     if args.quick:
         args.train, args.test, args.epochs, args.max_new_tokens = 6, 4, 1.0, 48
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -140,7 +143,9 @@ def main() -> None:
     def switches(variant: str) -> list[str]:
         if not variant.startswith("reading"):
             return []
-        draws = [f"sft.budget_reading_samples={args.reading_samples}"] if variant == "reading-draws" else []
+        draws = [f"sft.budget_reading_samples={args.reading_samples}"] if variant != "reading" else []
+        if variant == "reading-phase":
+            draws.append(f"sft.budget_reading_epochs={args.reading_epochs}")
         return [f"sft.budget_reading_tokens={args.reading_tokens}", "sft.trl_args.train_sampling_strategy=group_by_length",
                 *draws]  # fmt: skip
 

@@ -129,7 +129,9 @@ class SFTStage(_TrainerStage):
     """Budget SFT (cold start) on the prepared ``<budget>…</budget><solution>…`` targets."""
 
     #: budget_reading_*: extra rows built by sblite (train/datasets.build_sft_dataset)
-    SBLITE_ONLY: ClassVar[frozenset[str]] = frozenset({"trl_args", "budget_reading_tokens", "budget_reading_samples"})
+    SBLITE_ONLY: ClassVar[frozenset[str]] = frozenset(
+        {"trl_args", "budget_reading_tokens", "budget_reading_samples", "budget_reading_epochs"}
+    )
 
     learning_rate: float = Field(2e-4, gt=0)
     max_length: int = Field(1024, ge=16)
@@ -145,6 +147,11 @@ class SFTStage(_TrainerStage):
         "over [½ × its shortest, 1.5 × its longest labelled length], each reading into the question's labelled "
         "answer nearest that budget in ratio: teaches the whole range of numbers, not only the few seen as labels",
     )
+    budget_reading_epochs: float = Field(
+        0, ge=0, description="0: budget-reading rows are mixed into the SFT rows. E > 0: they are trained after "
+        "the full rows, alone, for E epochs (same optimizer settings, a fresh schedule). Mixed in, the full rows "
+        "undo what they teach: the first solution token stops following the number (benchmarks/cold_start.py)",
+    )
 
     @model_validator(mode="after")
     def _reading_samples_need_tokens(self) -> SFTStage:
@@ -152,6 +159,11 @@ class SFTStage(_TrainerStage):
             raise ValueError(
                 f"sft.budget_reading_samples={self.budget_reading_samples} builds budget-reading rows, which need "
                 "sft.budget_reading_tokens >= 1 (how many solution tokens each trains); e.g. sft.budget_reading_tokens=3"
+            )
+        if self.budget_reading_epochs and not self.budget_reading_tokens:
+            raise ValueError(
+                f"sft.budget_reading_epochs={self.budget_reading_epochs:g} trains budget-reading rows in a phase of "
+                "their own, which needs sft.budget_reading_tokens >= 1 to build them; e.g. sft.budget_reading_tokens=3"
             )
         return self
 

@@ -462,3 +462,58 @@ def test_budget_reading_samples_without_tokens_is_an_error_naming_the_fix():
 
     with pytest.raises(RecipeError, match="sft.budget_reading_tokens"):
         load_recipe("tiny-cpu", ["sft.budget_reading_samples=4"])
+
+
+def test_budget_reading_epochs_needs_tokens_and_names_the_fix():
+    from sblite.recipes import RecipeError
+
+    with pytest.raises(RecipeError, match="sft.budget_reading_tokens"):
+        load_recipe("tiny-cpu", ["sft.budget_reading_epochs=2"])
+
+
+def test_budget_reading_epochs_split_the_rows_into_two_phases_and_lose_none(tiny_prepared_dir, tiny_tokenizer):
+    """With ``sft.budget_reading_epochs`` the default build gives the full rows only and ``reading_phase=True``
+    the reading rows only; together they are exactly the mixed dataset."""
+    from sblite.train.datasets import build_sft_dataset
+
+    rows = load_prepared(tiny_prepared_dir).sft
+    switches = ["sft.budget_reading_tokens=2", "sft.budget_reading_samples=3"]
+    mixed = list(build_sft_dataset(rows, load_recipe("tiny-cpu", switches), tiny_tokenizer))
+    cfg = load_recipe("tiny-cpu", [*switches, "sft.budget_reading_epochs=1.5"])
+    full = list(build_sft_dataset(rows, cfg, tiny_tokenizer))
+    reading = list(build_sft_dataset(rows, cfg, tiny_tokenizer, reading_phase=True))
+    assert len(full) == len(rows) and all(sum(e["completion_mask"]) > 2 for e in full)
+    assert all(sum(e["completion_mask"]) == 2 for e in reading)
+    key = lambda e: tuple(e["input_ids"])  # noqa: E731
+    assert sorted(map(key, full + reading)) == sorted(map(key, mixed))
+    off = load_recipe("tiny-cpu")
+    assert build_sft_dataset(rows, off, tiny_tokenizer, reading_phase=True) is None
+
+
+@pytest.mark.slow
+def test_budget_reading_phase_runs_after_the_full_rows_on_the_same_adapter(tiny_prepared_dir, tmp_path, monkeypatch):
+    """What the real SFTTrainers feed the model: the first trainer the full rows (prompt + long completions),
+    then a second trainer only prompt-less budget-reading rows, K labelled tokens each, on the same adapter."""
+    import trl
+
+    seen: dict[int, list[tuple[list[int], int]]] = {}
+    original = trl.SFTTrainer.compute_loss
+
+    def spy(self, model, inputs, *args, **kwargs):
+        for ids, labels in zip(inputs["input_ids"].tolist(), inputs["labels"].tolist(), strict=True):
+            seen.setdefault(id(self), []).append((ids, sum(x != -100 for x in labels)))
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(trl.SFTTrainer, "compute_loss", spy)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "-r", "tiny-cpu", "--data", str(tiny_prepared_dir), "--out", str(out),
+                                 "--set", "stages=[sft]", "--set", "sft.budget_reading_tokens=2",
+                                 "--set", "sft.budget_reading_epochs=2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "budget-reading phase" in result.output
+    first, second = seen.values()  # two trainers, in order
+    assert max(n for _, n in first) > 2  # full rows: whole completions are labelled
+    assert {n for _, n in second} <= {2}  # padded rows of a batch count 2 each, never more
+    assert max(len(ids) for ids, _ in second) < min(len(ids) for ids, _ in first)  # no prompt in phase two
+    stages = {json.loads(line)["stage"] for line in (out / "metrics.jsonl").read_text().splitlines()}
+    assert stages == {"sft", "sft-reading"} and _lora_b_norm(out / "sft") > 0

@@ -27,17 +27,23 @@ def prompt_options(cfg: Recipe) -> dict[str, Any]:
     return {"instruction_in_user": cfg.model.instruction_in_user}
 
 
-def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer):
+def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, reading_phase: bool = False):
     """Tokenized SFT examples (``input_ids`` + ``completion_mask``, which TRL turns into completion-only
     labels): ``protocol.encode_training_example`` keeps the pre-fill boundary where inference has it. A row
     marked ``prefilled`` (``data.renderings``) trains the solution after a budget given as context; with
     ``sft.budget_reading_tokens`` each row also gives a short prompt-less row (``protocol.encode_budget_reading``),
-    and ``sft.budget_reading_samples`` adds more at drawn budgets (``budget_reading_draws``)."""
+    and ``sft.budget_reading_samples`` adds more at drawn budgets (``budget_reading_draws``).
+
+    With ``sft.budget_reading_epochs`` > 0 the budget-reading rows are a phase of their own: the default call
+    gives the full rows only and ``reading_phase=True`` gives the reading rows only (``None`` when there are
+    none); with 0 the default call gives both, mixed."""
     from datasets import Dataset
 
     if not rows:
         raise TrainingError("the prepared sft.jsonl is empty: no question had a correct labelled response")
-    examples = []
+    separate = cfg.sft.budget_reading_epochs > 0
+    full, reading = [], []
+    k = cfg.sft.budget_reading_tokens
     for r in rows:
         try:
             ids, mask = protocol.encode_training_example(
@@ -45,15 +51,16 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer):
             )
         except ValueError as err:
             raise TrainingError(f"SFT example {r.get('id')!r}: {err}") from None
-        examples.append({"input_ids": ids, "completion_mask": mask})
-        if cfg.sft.budget_reading_tokens:
-            ids, mask = protocol.encode_budget_reading(tokenizer, r["completion"], cfg.sft.budget_reading_tokens)
-            examples.append({"input_ids": ids, "completion_mask": mask})
-    k = cfg.sft.budget_reading_tokens
+        full.append({"input_ids": ids, "completion_mask": mask})
+        if k:
+            ids, mask = protocol.encode_budget_reading(tokenizer, r["completion"], k)
+            (reading if separate else full).append({"input_ids": ids, "completion_mask": mask})
     for budget, completion in budget_reading_draws(rows, cfg.sft.budget_reading_samples, seed=cfg.sft.seed):
         ids, mask = protocol.encode_budget_reading(tokenizer, protocol.with_budget(completion, budget), k)
-        examples.append({"input_ids": ids, "completion_mask": mask})
-    return Dataset.from_list(examples)
+        (reading if separate else full).append({"input_ids": ids, "completion_mask": mask})
+    if reading_phase:
+        return Dataset.from_list(reading) if reading else None
+    return Dataset.from_list(full)
 
 
 def budget_reading_draws(rows: list[dict[str, Any]], per_question: int, *, seed: int) -> list[tuple[int, str]]:

@@ -152,15 +152,38 @@ def run_sft(
     _quiet(trainer)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
+    steps, notes = trainer.state.global_step, {"examples": len(dataset)}
+    reading = build_sft_dataset(data.sft, cfg, tokenizer, reading_phase=True) if cfg.sft.budget_reading_epochs else None
+    if reading is not None:
+        trainer = _sft_reading_phase(trainer.model, tokenizer, reading, cfg, backend, run, console, strict=strict)
+        steps += trainer.state.global_step
+        notes |= {"reading_examples": len(reading), "reading_steps": trainer.state.global_step}
     _save_adapter(trainer, tokenizer, out)
-    return StageResult(
-        "sft",
-        str(out),
-        trainer.state.global_step,
-        time.perf_counter() - t0,
-        checkpoint,
-        notes={"examples": len(dataset)},
+    return StageResult("sft", str(out), steps, time.perf_counter() - t0, checkpoint, notes=notes)
+
+
+def _sft_reading_phase(model, tokenizer, dataset, cfg: Recipe, backend, run: RunDir, console, *, strict: bool):
+    """``sft.budget_reading_epochs``: the budget-reading rows alone, after the full rows, on the same adapter
+    (the recipe's optimizer settings, a schedule of their own). Checkpoints go to ``checkpoints/sft/reading``;
+    a resumed run redoes this short phase from the end of the full rows."""
+    from trl import SFTConfig, SFTTrainer
+
+    from sblite.train.callbacks import make_callbacks
+
+    console.print(f"sft: budget-reading phase, {len(dataset)} rows × {cfg.sft.budget_reading_epochs:g} epochs")
+    args = _args(SFTConfig, cfg.sft, backend, cfg, run, "sft", console, strict=strict,
+                 extra={"num_train_epochs": cfg.sft.budget_reading_epochs, "max_steps": -1,
+                        "output_dir": str(run.checkpoints("sft") / "reading")})  # fmt: skip
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=make_callbacks("sft-reading", run.metrics_file, console, strict=False),
     )
+    _quiet(trainer)
+    trainer.train()
+    return trainer
 
 
 def grpo_extra(cfg: Recipe) -> dict[str, Any]:
