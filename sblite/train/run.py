@@ -126,9 +126,8 @@ def run_sft(
 ) -> StageResult:
     import time
 
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
-    from sblite.train.callbacks import make_callbacks
 
     out = run.adapter("sft")
     if resume and run.finished("sft"):
@@ -142,14 +141,7 @@ def run_sft(
     model, tokenizer = backend.load(no_engine, cfg.lora, adapter=cfg.model.adapter, seed=cfg.sft.seed)
     dataset = build_sft_dataset(data.sft, cfg, tokenizer)
     args = _args(SFTConfig, cfg.sft, backend, cfg, run, "sft", console, strict=strict)
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=make_callbacks("sft", run.metrics_file, console, strict=False),
-    )
-    _quiet(trainer)
+    trainer = _sft_trainer(model, tokenizer, dataset, args, "sft", run, console)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     steps, notes = trainer.state.global_step, {"examples": len(dataset)}
@@ -166,23 +158,31 @@ def _sft_reading_phase(model, tokenizer, dataset, cfg: Recipe, backend, run: Run
     """``sft.budget_reading_epochs``: the budget-reading rows alone, after the full rows, on the same adapter
     (the recipe's optimizer settings, a schedule of their own). Checkpoints go to ``checkpoints/sft/reading``;
     a resumed run redoes this short phase from the end of the full rows."""
-    from trl import SFTConfig, SFTTrainer
-
-    from sblite.train.callbacks import make_callbacks
+    from trl import SFTConfig
 
     console.print(f"sft: budget-reading phase, {len(dataset)} rows × {cfg.sft.budget_reading_epochs:g} epochs")
     args = _args(SFTConfig, cfg.sft, backend, cfg, run, "sft", console, strict=strict,
                  extra={"num_train_epochs": cfg.sft.budget_reading_epochs, "max_steps": -1,
                         "output_dir": str(run.checkpoints("sft") / "reading")})  # fmt: skip
+    trainer = _sft_trainer(model, tokenizer, dataset, args, "sft-reading", run, console)
+    trainer.train()
+    return trainer
+
+
+def _sft_trainer(model, tokenizer, dataset, args, label: str, run: RunDir, console):
+    """A TRL ``SFTTrainer`` with sblite's callbacks (metrics rows tagged ``label``) and TRL's own printing off."""
+    from trl import SFTTrainer
+
+    from sblite.train.callbacks import make_callbacks
+
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=make_callbacks("sft-reading", run.metrics_file, console, strict=False),
+        callbacks=make_callbacks(label, run.metrics_file, console, strict=False),
     )
     _quiet(trainer)
-    trainer.train()
     return trainer
 
 
