@@ -32,6 +32,7 @@ ENABLED_BY = {
     "grpo.prefill_range": {"grpo.prefill_fraction": 0.5, "grpo.prefill_range": [8, 16]},
     "grpo.prefill_fraction": {"grpo.prefill_range": [8, 16]},
     "sft.budget_reading_samples": {"sft.budget_reading_tokens": 3},
+    "sft.budget_reading_epochs": {"sft.budget_reading_tokens": 3},
 }
 
 

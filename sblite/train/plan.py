@@ -55,7 +55,8 @@ def train_plan(cfg: Recipe) -> dict[str, Any]:
             **cfg.sft.trl_args,
         }
         plan["sft rows"] = {"budget_reading_tokens": cfg.sft.budget_reading_tokens,
-                            "budget_reading_samples": cfg.sft.budget_reading_samples}
+                            "budget_reading_samples": cfg.sft.budget_reading_samples,
+                            "budget_reading_epochs": cfg.sft.budget_reading_epochs}
     if "grpo" in cfg.stages:
         g = cfg.grpo
         plan["grpo (TRL GRPOConfig)"] = {
