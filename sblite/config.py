@@ -299,6 +299,9 @@ class EvalSection(_Strict):
     temperature: float = Field(0.0, ge=0)
     max_new_tokens: int = Field(512, ge=1)
     batch_size: int = Field(16, ge=1)
+    budget_guard: Literal["off", "cap", "band"] = Field(
+        "off", description="enforce each budget while decoding (sblite/generate/guard.py); off: the model alone"
+    )
 
     @field_validator("budgets")
     @classmethod

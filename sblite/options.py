@@ -45,6 +45,7 @@ EVAL = {
         "temperature",
         "max_new_tokens",
         "batch_size",
+        "budget_guard",
     )
 }
 #: option of ``sblite export`` → recipe key (every field of the ``export:`` section)

@@ -30,6 +30,8 @@ def eval_cmd(
     limit: Annotated[int | None, typer.Option(help="first N valid questions [eval.limit]")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="generation cap per sample [eval.max_new_tokens]")] = None,
     batch_size: Annotated[int | None, typer.Option(help="prompts per generation batch [eval.batch_size]")] = None,
+    budget_guard: Annotated[str | None, typer.Option(help="off (the model alone), cap (land each solution by its "
+                                                     "budget) or band (also not before 0.6x) [eval.budget_guard]")] = None,
     baseline: Annotated[str | None, typer.Option(help="results.json of a --mode none run, for compression")] = None,
     data_dir: Annotated[str | None, typer.Option(help="where known dataset names live (default $SBLITE_DATA)")] = None,
     stage: Annotated[str | None, typer.Option(help="sft or grpo inside a RUN_DIR (default: newest)")] = None,
@@ -52,7 +54,8 @@ def eval_cmd(
         except ValueError:
             raise fail(f"--budgets {budgets!r}: give comma-separated whole numbers, e.g. 64,128,256") from None
     cli = dict(dataset=dataset, limit=limit, mode=mode, budgets=budget_list, n_samples=n_samples,
-               temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size)
+               temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size,
+               budget_guard=budget_guard)
     settings = resolve_settings("sblite eval", EVAL, cli, recipe, model, dry_run=dry_run)
     if settings is None:
         return

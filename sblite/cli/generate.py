@@ -22,6 +22,8 @@ def generate_cmd(
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
     stage: Annotated[str | None, typer.Option(help="sft or grpo inside a RUN_DIR (default: newest)")] = None,
     gguf: Annotated[str | None, typer.Option(help="answer from this GGUF (llama.cpp; transformers if absent)")] = None,
+    budget_guard: Annotated[str, typer.Option(help="off (the model alone), cap (land the answer by its budget) "
+                                              "or band (also not before 0.6x); transformers only")] = "off",
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object, no live view")] = False,
 ) -> None:
     """Answer one question, showing the model's budget as soon as it is stated and progress against it."""
@@ -36,8 +38,13 @@ def generate_cmd(
     quiet_libraries()
     if budget is not None and not 1 <= budget <= protocol.MAX_BUDGET:
         raise fail(f"--budget {budget}: choose a whole number in 1..{protocol.MAX_BUDGET}")
+    from sblite.generate.guard import GUARD_MODES
+
+    if budget_guard not in GUARD_MODES:
+        raise fail(f"--budget-guard {budget_guard!r}: choose {', '.join(GUARD_MODES)}")
     stop = threading.Event()
-    kwargs = dict(budget=budget, max_new_tokens=max_new_tokens, temperature=temperature, stop_event=stop)
+    kwargs = dict(budget=budget, max_new_tokens=max_new_tokens, temperature=temperature, stop_event=stop,
+                  budget_guard=budget_guard)  # fmt: skip
     try:
         if gguf:
             stream, label = stream_gguf_answer(gguf, question, status=console.status, **kwargs)

@@ -47,6 +47,7 @@ class EvalRecord:
     text: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     generated_tokens: int | None = None  # all tokens the model wrote (None in records older than the field)
+    guard_tokens: int = 0  # of those, how many the budget guard wrote (sblite.generate.guard)
 
     @property
     def generated(self) -> int:

@@ -54,6 +54,7 @@ class EvalOptions:
     instruction_in_user: bool | None = None  # None: what the run trained with (False for plain models)
     gguf: str | None = None  # evaluate this GGUF (llama.cpp, or transformers reading it) instead of --model
     plots: bool = True
+    budget_guard: str = "off"  # guard.GUARD_MODES: enforce each budget while decoding (transformers only)
     style: str = "plain"  # mode none: the instruction (protocol.SAMPLE_STYLES), e.g. brief for a terse baseline
     sources: dict[str, str] | None = None  # where each option came from (sblite.options); kept in results.json
 
@@ -168,6 +169,7 @@ def score_generation(
         gold=str(row["answer"]),
         text=full,
         generated_tokens=gen.n_tokens,
+        guard_tokens=getattr(gen, "forced_tokens", 0),
     )
 
 
@@ -243,6 +245,14 @@ def run_eval(opts: EvalOptions, console=None) -> dict[str, Any]:
     model_info["instruction_in_user"] = in_user
     jobs = _prompts(tok, rows, opts, in_user)
     stop = None if opts.mode == "none" else [protocol.SOLUTION_CLOSE]
+    guard: dict[str, Any] = {}
+    if opts.budget_guard != "off":
+        if opts.mode == "none":
+            raise EvalError(f"--budget-guard {opts.budget_guard}: --mode none has no budget to enforce")
+        if model_info.get("engine") != "transformers":
+            raise EvalError(f"--budget-guard {opts.budget_guard} runs in sblite's transformers decoder, not "
+                            f"{model_info.get('engine')}; evaluate with --model, or --budget-guard off")  # fmt: skip
+        guard["budget_guard"] = opts.budget_guard
     t0 = time.perf_counter()
     with Progress(
         TextColumn(f"[bold]eval {opts.mode}[/]"),
@@ -262,6 +272,7 @@ def run_eval(opts: EvalOptions, console=None) -> dict[str, Any]:
             seed=opts.seed,
             stop_strings=stop,
             on_batch=lambda n: progress.advance(task, n),
+            **guard,
         )
     seconds = time.perf_counter() - t0
     records = [
@@ -280,6 +291,7 @@ def run_eval(opts: EvalOptions, console=None) -> dict[str, Any]:
         "options": {k: v for k, v in vars(opts).items() if k not in ("model", "dataset", "mode")},
         "seconds": seconds,
         "generated_tokens": generated,
+        "guard_tokens": sum(g.forced_tokens for samples in gens for g in samples),  # written by --budget-guard
         "tokens_per_s": generated / seconds if seconds > 0 else None,
         "summary": summary,
         "records": [r.to_json() for r in records],

@@ -29,6 +29,7 @@ class Generation:
     token_ids: tuple[int, ...]
     n_tokens: int
     finish_reason: FinishReason
+    forced_tokens: int = 0  # of ``token_ids``, how many the budget guard wrote (``guard``)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -36,11 +37,13 @@ class Generation:
             "token_ids": list(self.token_ids),
             "n_tokens": self.n_tokens,
             "finish_reason": self.finish_reason,
+            "forced_tokens": self.forced_tokens,
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Generation:
-        return cls(d["text"], tuple(d["token_ids"]), int(d["n_tokens"]), d["finish_reason"])
+        return cls(d["text"], tuple(d["token_ids"]), int(d["n_tokens"]), d["finish_reason"],
+                   int(d.get("forced_tokens", 0)))  # fmt: skip
 
 
 class GenerateFn(Protocol):
@@ -49,6 +52,7 @@ class GenerateFn(Protocol):
     ``prompts`` are full prompt texts (chat template applied, ``protocol.render_prompt``); every engine
     tokenises them with the pre-fill boundary of training. ``temperature == 0`` is greedy; ``seed`` makes a
     run repeatable; ``on_batch(n)`` is called with the number of prompts finished since the last call.
+    The transformers engine also takes ``budget_guard`` (``guard``); the others do not enforce budgets.
     """
 
     def __call__(

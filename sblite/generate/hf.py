@@ -103,6 +103,7 @@ def generate_batch(
     stop_strings: Sequence[str] | None = None,
     on_batch: Callable[[int], None] | None = None,
     engine: Literal["compact", "hf"] = "compact",
+    budget_guard: str = "off",
 ) -> list[list[Generation]]:
     """``num_return_sequences`` samples for each prompt, in prompt order.
 
@@ -114,8 +115,11 @@ def generate_batch(
 
     ``engine="compact"`` (default) is sblite's own KV-cache loop that drops finished sequences from the
     batch (see ``_decode_compact``); ``"hf"`` is ``model.generate``, kept as the reference implementation.
+    ``budget_guard`` ``"cap"``/``"band"`` enforces each prompt's budget while decoding (``guard``), on either.
     """
     import torch
+
+    from sblite.generate.guard import guards_for, logits_processor
 
     if max_new_tokens < 1:
         raise ValueError("max_new_tokens must be >= 1")
@@ -147,11 +151,18 @@ def generate_batch(
         chunk = list(prompts[start : start + batch_size])
         enc = encode_batch(tokenizer, chunk).to(device)
         torch.manual_seed(seed + start)
+        guards = guards_for(tokenizer, chunk, budget_guard, eos, num_return_sequences)  # type: ignore[arg-type]
         if engine == "hf":
+            extra = (
+                {"logits_processor": [logits_processor(guards, enc["input_ids"].shape[1])]} if guards else {}
+            )
             with torch.inference_mode():
-                out = model.generate(**enc, **gen_kwargs)
+                out = model.generate(**enc, **gen_kwargs, **extra)
             new = out[:, enc["input_ids"].shape[1] :].tolist()
             seqs = [_finish(ids, eos_set, pad_id, max_new_tokens) for ids in new]
+            for g, (ids, _) in zip(guards or (), seqs, strict=False):
+                for t in ids[g.seen :]:  # the tokens after the processor's last call (it sees each one late)
+                    g.observe(t)
         else:
             seqs = _decode_compact(
                 model,
@@ -163,15 +174,18 @@ def generate_batch(
                 top_p=top_p,
                 eos=eos_set,
                 stop_strings=stop_strings,
+                guards=guards,
             )
         for p in range(len(chunk)):
             gens = []
             for s in range(num_return_sequences):
-                ids, reason = seqs[p * num_return_sequences + s]
+                row = p * num_return_sequences + s
+                ids, reason = seqs[row]
                 text = tokenizer.decode(ids, skip_special_tokens=True)
                 if stop_strings and reason == "length" and any(s_ in text for s_ in stop_strings):
                     reason = "stop"
-                gens.append(Generation(text, tuple(ids), len(ids), reason))
+                forced = guards[row].forced_count if guards else 0
+                gens.append(Generation(text, tuple(ids), len(ids), reason, forced))
             results.append(gens)
         if on_batch is not None:
             on_batch(len(chunk))
@@ -205,13 +219,15 @@ def _decode_compact(
     top_p: float,
     eos: set[int],
     stop_strings: Sequence[str] | None,
+    guards: Sequence[Any] | None = None,
 ) -> list[tuple[list[int], FinishReason]]:
     """Decode ``n`` samples per prompt with a KV cache, dropping finished sequences from the batch.
 
     ``model.generate`` keeps every row of a batch until the longest one ends, so one rambling sample makes
     the whole batch pay for its tail; here a finished row leaves the cache (``batch_select_indices``) and
     each step costs only what is still running. The prompt is prefilled once and its cache repeated ``n``
-    times. Positions come from the left-padded attention mask, as in ``generate``.
+    times. Positions come from the left-padded attention mask, as in ``generate``. ``guards`` (one
+    ``guard.BudgetGuard`` per sequence) constrain each row's logits and end a row the moment it is landed.
     """
     import torch
 
@@ -236,6 +252,9 @@ def _decode_compact(
         tokens_out: list[list[int]] = [[] for _ in range(total)]
         reasons: list[FinishReason] = ["length"] * total
         for _step in range(max_new_tokens):
+            if guards is not None:
+                for j, seq in enumerate(active):
+                    guards[seq].constrain(logits[j])
             nxt = _sample_next(logits, temperature, top_p)
             keep: list[int] = []
             for j, (seq, tok) in enumerate(zip(active, nxt.tolist(), strict=True)):
@@ -243,6 +262,11 @@ def _decode_compact(
                     reasons[seq] = "stop"
                     continue
                 tokens_out[seq].append(tok)
+                if guards is not None:
+                    guards[seq].observe(tok)
+                    if guards[seq].done:
+                        reasons[seq] = "stop"
+                        continue
                 if max_stop:
                     tail = tokenizer.decode(tokens_out[seq][-(max_stop + 8) :], skip_special_tokens=True)
                     if any(s in tail for s in stop_strings or ()):

@@ -109,10 +109,12 @@ def stream_answer(
     temperature: float = 0.0,
     instruction_in_user: bool = False,
     stop_event: threading.Event | None = None,
+    budget_guard: str = "off",
 ) -> Iterator[Progress]:
     """Yield a ``Progress`` after every generated token; the last one has ``done=True``.
 
-    Setting ``stop_event`` ends generation at the next token (the caller's Ctrl-C).
+    Setting ``stop_event`` ends generation at the next token (the caller's Ctrl-C). ``budget_guard``
+    ``cap``/``band`` enforces the budget (pre-filled, or the one the model states) while decoding (``guard``).
     """
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
@@ -124,6 +126,10 @@ def stream_answer(
         tokenizer, question, budget=budget, instruction_in_user=instruction_in_user
     )
     enc = encode_batch(tokenizer, [prompt]).to(model.device)
+    from sblite.generate.guard import guards_for, logits_processor
+    from sblite.generate.hf import eos_token_ids
+
+    guards = guards_for(tokenizer, [prompt], budget_guard, eos_token_ids(model, tokenizer), 1)  # type: ignore[arg-type]
 
     class _Stop(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
@@ -141,6 +147,8 @@ def stream_answer(
         tokenizer=tokenizer,
         pad_token_id=tokenizer.pad_token_id,
     )
+    if guards:
+        kwargs["logits_processor"] = [logits_processor(guards, enc["input_ids"].shape[1])]
     if temperature > 0:
         kwargs.update(do_sample=True, temperature=temperature, top_k=0)
     else:
@@ -260,7 +268,7 @@ def stream_gguf_answer(
     transformers reading the GGUF. ``label`` is the file name and the engine, e.g. ``"m.gguf (llama.cpp)"``.
 
     ``kwargs`` go to ``stream_answer``/``stream_answer_llamacpp`` (``budget``, ``max_new_tokens``,
-    ``temperature``, ``stop_event``); the prompt settings come from the GGUF's provenance. ``status(message)``
+    ``temperature``, ``stop_event``; ``budget_guard`` on transformers only: ValueError on llama.cpp); the prompt settings come from the GGUF's provenance. ``status(message)``
     wraps the slow transformers load (``console.status``). Raises FileNotFoundError for a missing file.
     """
     import contextlib
@@ -271,6 +279,9 @@ def stream_gguf_answer(
     spec = resolve_gguf(path)
     tok = load_gguf_tokenizer(spec)
     if llamacpp.available():
+        if kwargs.pop("budget_guard", "off") != "off":
+            raise ValueError("the budget guard runs in sblite's transformers decoder, not llama.cpp: answer "
+                             "with --model RUN_DIR, or leave --budget-guard off")  # fmt: skip
         stream = stream_answer_llamacpp(
             spec.path, tok, question, instruction_in_user=spec.instruction_in_user, **kwargs
         )
