@@ -7,6 +7,8 @@ A SelfBudgeter model states (or is pre-filled with) a budget and is *trained* to
 it often does not (benchmarks/results/reproduce_cpu.md). The guard enforces the budget at decode time, in the
 spirit of s1's "budget forcing" and ThinkPrune's hard cap, with the answer kept gradeable:
 
+- both: an end of sequence before ``</solution>`` is turned into ``</solution>``, so a guarded solution is
+  always closed and gradeable.
 - ``cap``: when the solution nears its budget the guard lands it. If a ``\\boxed{}`` answer is already
   written it appends ``</solution>``; otherwise it writes ``\\boxed{``, lets the model fill in the answer
   (at most ``ANSWER_TOKENS`` tokens, closed with ``}`` if it runs on) and then appends ``</solution>``. The
@@ -52,6 +54,7 @@ class GuardTokens:
     brace: tuple[int, ...]  # "}"
     enders: tuple[int, ...]  # EOS ids and every token containing "</" or ending in "<"
     eos: int  # what a landed sequence writes when its decoder runs on (``model.generate``)
+    eos_ids: tuple[int, ...]  # every id that ends a sequence
     prefill_tail: dict[int, int]  # budget → solution tokens a pre-fill already holds (its "<solution>")
 
     @classmethod
@@ -65,6 +68,7 @@ class GuardTokens:
             brace=tuple(protocol.encode(tokenizer, "}")),
             enders=tuple(sorted(enders)),
             eos=int(eos[0]),
+            eos_ids=tuple(int(e) for e in eos),
             prefill_tail={},
         )
 
@@ -112,7 +116,7 @@ class BudgetGuard:
             return ()
         if self.answer_left is not None:  # inside the guard's \boxed{: the answer, then "}"
             return self.tokens.enders
-        if self.mode == "band" and self.n + 1 < math.ceil(FLOOR * self.budget):
+        if self.mode == "band" and self.n < math.ceil(FLOOR * self.budget):
             return self.tokens.enders
         return ()
 
@@ -139,6 +143,10 @@ class BudgetGuard:
         text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
         if protocol.SOLUTION_CLOSE in text:  # the model closed the solution itself
             self.done = True
+            return
+        if token == self.tokens.close[0] and self.answer_left is None and len(self.tokens.close) > 1:
+            self._close(())  # the model began "</solution>": the guard finishes it
+            self.queue = self.queue[1:]
             return
         if self.answer_left is not None:
             self.answer_left -= 1
@@ -182,6 +190,13 @@ class BudgetGuard:
         banned = self.banned()
         if banned:
             logits[list(i for i in banned if i < logits.shape[-1])] = float("-inf")
+        elif self.budget is not None and self.answer_left is None:
+            # free to end: an EOS becomes "</solution>"'s first token (observe forces the rest), so a guarded
+            # solution is always closed and gradeable; max, not a sum, so greedy picks it only where it picked EOS
+            eos = [i for i in self.tokens.eos_ids if i < logits.shape[-1]]
+            first = self.tokens.close[0]
+            logits[first] = logits[[first, *eos]].max()
+            logits[eos] = float("-inf")
         return logits
 
 
