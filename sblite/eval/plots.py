@@ -142,15 +142,19 @@ def plot_frontier(points: dict[str, dict[str, Any]], sweeps: dict[str, dict[str,
     ``points`` (an ``overall`` summary: a baseline, or a model in self mode) is a marker, each of ``sweeps``
     (a prefill-mode ``summary``) a curve through its pre-filled budgets, labelled with the budget."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.6), dpi=120)
+    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=120)
+    n = len(points) + len(sweeps)
+    colors = iter(plt.cm.tab20.colors if n > 10 else plt.cm.tab10.colors)
     for label, o in points.items():
-        ax.plot([o["mean_generated_tokens"] or 0], [100 * (o["accuracy"] or 0)], "s", ms=7, label=label)
+        ax.plot([o["mean_generated_tokens"] or 0], [100 * (o["accuracy"] or 0)], "s", ms=7, label=label,
+                color=next(colors))  # fmt: skip
     for label, summary in sweeps.items():
         sweep = summary["by_prefill_budget"]
         budgets = sorted(sweep, key=int)
         xs = [sweep[b]["mean_generated_tokens"] or 0 for b in budgets]
         ys = [100 * (sweep[b]["accuracy"] or 0) for b in budgets]
-        ax.plot(xs, ys, "o-", label=f"{label} (pre-filled budget)")
+        style = "o--" if "guard" in label else "o-"  # a budget-guarded sweep (sblite.generate.guard)
+        ax.plot(xs, ys, style, label=f"{label} (pre-filled budget)", color=next(colors))
         for b, x, y in zip(budgets, xs, ys, strict=True):
             ax.annotate(b, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("mean generated tokens per answer")
@@ -158,7 +162,7 @@ def plot_frontier(points: dict[str, dict[str, Any]], sweeps: dict[str, dict[str,
     ax.set_ylim(0, 105)
     ax.set_xscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
