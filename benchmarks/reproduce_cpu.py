@@ -18,7 +18,8 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
 
 Every trained row is evaluated greedily on ``arith-test`` in self mode (compression against the plain base on
 the same questions), with a pre-filled budget sweep (``--budgets``), and in self mode on the held-out sets
-``--held-out`` (GSM8K-test, SVAMP from ``../shared/data``; skipped with a note when absent). The frontier plot
+``--held-out`` (GSM8K-test, SVAMP from ``../shared/data``; skipped with a note when absent). Each trained row's
+sweep is repeated under ``--guard`` (``eval.budget_guard``, default ``band``): the budget enforced at decode time. The frontier plot
 puts the base models as points and each trained row's sweep as a curve. Results: benchmarks/results/
 reproduce_cpu.{json,md} and ``reproduce_cpu/*.png``, with the exact command and seeds.
 """
@@ -89,6 +90,22 @@ def _slug(name: str) -> str:
     return name.replace(" ", "_").replace(":", "").replace("−", "no").replace("+", "plus")
 
 
+def _finished_eval(opts) -> dict | None:
+    """The summary of an earlier ``run_eval`` with exactly these options, or None."""
+    import json
+    from dataclasses import asdict, fields
+
+    path = Path(opts.out) / "results.json"
+    if not path.is_file():
+        return None
+    done = json.loads(path.read_text(encoding="utf-8"))
+    want = {k: v for k, v in asdict(opts).items() if k not in ("model", "dataset", "mode", "sources")}
+    # an option the earlier run did not have yet had its default then
+    got = {f.name: done["options"].get(f.name, f.default) for f in fields(opts) if f.name in want}
+    # the out dir is named after the row, whose run dir is fixed: dataset, mode and options decide
+    return done["summary"] if (done["dataset"], done["mode"], got) == (opts.dataset, opts.mode, want) else None
+
+
 def _n(x, digits: int = 2) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
@@ -111,6 +128,8 @@ def main() -> None:
     ap.add_argument("--paper-ablations", action="store_true", help="also GRPO without budget penalty / fixed α")
     ap.add_argument("--fixed-alpha", type=float, default=1.0)
     ap.add_argument("--budgets", default="8,16,32,64,128")
+    ap.add_argument("--guard", default="band", choices=["off", "cap", "band"],
+                    help="also sweep each trained row with this eval.budget_guard (off: no guarded sweeps)")
     ap.add_argument("--max-new-tokens", type=int, default=192)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny settings: checks the script, not the method")
@@ -133,6 +152,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     timed, timings = stage_timer(console)
+    reused: list[str] = []  # steps a finished earlier call left in the work dir (their time is not in timings_s)
     model = "builtin:smollm2-135m"
     levels = tuple(args.levels.split(","))
 
@@ -158,7 +178,9 @@ def main() -> None:
         run = work / _slug(row.name)
         stage = "grpo" if "stages=[grpo]" in row.overrides else "sft"
         extra = [f"model.adapter={runs[row.start_from] / 'sft'}"] if row.start_from else []
-        if not (run / stage / "adapter_config.json").is_file():  # finished earlier: the work dir is a cache
+        if (run / stage / "adapter_config.json").is_file():  # finished earlier: the work dir is a cache
+            reused.append(f"train {row.name}")
+        else:
             cfg = load_recipe("smollm2-135m", [
                 f"data.path={prepared[row.data]}", f"output_dir={run}", f"sft.num_train_epochs={args.sft_epochs}",
                 f"grpo.max_steps={args.grpo_steps}", f"sft.seed={args.seed}", f"grpo.seed={args.seed}",
@@ -178,9 +200,14 @@ def main() -> None:
     common = dict(max_new_tokens=args.max_new_tokens, batch_size=16, seed=args.seed, instruction_in_user=True)
 
     def ev(name: str, dataset: str, limit: int, **kw):
-        tag = _slug(f"{dataset}-{name}")
-        return timed(f"eval {name} on {dataset}", lambda: run_eval(EvalOptions(
-            dataset=dataset, limit=limit, out=str(work / "eval" / tag), **common, **kw), console))["summary"]  # fmt: skip
+        opts = EvalOptions(dataset=dataset, limit=limit, out=str(work / "eval" / _slug(f"{dataset}-{name}")),
+                           **common, **kw)  # fmt: skip
+        done = _finished_eval(opts)
+        if done is not None:  # the same eval of the same (cached) run finished earlier: the work dir is a cache
+            reused.append(f"eval {name} on {dataset}")
+            console.print(f"eval {name} on {dataset}: cached ({opts.out}/results.json)")
+            return done
+        return timed(f"eval {name} on {dataset}", lambda: run_eval(opts, console))["summary"]
 
     datasets = {"arith-test": args.eval_questions, **{d: args.held_out_questions for d in held_out}}
     table: dict[str, dict[str, dict]] = {d: {} for d in datasets}
@@ -194,14 +221,20 @@ def main() -> None:
             table[d][name] = ev(name, d, n, model=str(run), mode="self", baseline=baselines[d])
     sweeps = {name: ev(f"{name} sweep", "arith-test", args.sweep_questions, model=str(run), mode="prefill",
                        budgets=budgets, baseline=baselines["arith-test"]) for name, run in runs.items()}  # fmt: skip
+    guarded = {} if args.guard == "off" else {
+        f"{name} · guard {args.guard}": ev(f"{name} sweep guard {args.guard}", "arith-test", args.sweep_questions,
+                                           model=str(run), mode="prefill", budgets=budgets, budget_guard=args.guard,
+                                           baseline=baselines["arith-test"])
+        for name, run in runs.items()}  # fmt: skip
 
     # --- targets, per trained row
     arith = table["arith-test"]
     brief = arith["base (brief prompt)"]["overall"]
     reached = {}
-    for name in runs:
-        o, s = arith[name]["overall"], sweeps[name]["overall"]
-        b, near = nearest_prefill(sweeps[name], brief["mean_generated_tokens"] or 0)
+    for name in [*runs, *guarded]:
+        row = name.split(" · guard ")[0]
+        o, s = arith[row]["overall"], {**sweeps, **guarded}[name]["overall"]
+        b, near = nearest_prefill({**sweeps, **guarded}[name], brief["mean_generated_tokens"] or 0)
         reached[name] = {
             "prefill_slope": s["slope"], "prefill_r2": s["r2"], "prefill_adherence_50": s["adherence_50"],
             "adherence_50": o["adherence_50"], "spearman_budget_level": o["spearman_budget_level"],
@@ -216,7 +249,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     plot_frontier(
         {n: arith[n]["overall"] for n in ("base (plain prompt)", "base (brief prompt)")},
-        {n: sweeps[n] for n in runs}, out / "frontier.png",
+        {**sweeps, **guarded}, out / "frontier.png",
         f"accuracy vs tokens · SmolLM2-135M · arith-test ({args.sweep_questions} q per budget)")  # fmt: skip
     result = write_json(out.with_suffix(".json"), {
         "benchmark": "reproduce_cpu",
@@ -224,11 +257,13 @@ def main() -> None:
         "rows": {r.name: {"data": r.data, "overrides": list(r.overrides), "start_from": r.start_from}
                  for r in trained},
         "timings_s": {**timings, "total": time.perf_counter() - t0},
+        "reused_from_work_dir": reused,
         "prepared": {k: r.get("counts", r) | ({"renderings": r["renderings"]} if "renderings" in r else {})
                      for k, r in reports.items()},
         "table": {d: {n: s["overall"] for n, s in rows.items()} for d, rows in table.items()},
         "by_level": {n: s["by_level"] for n, s in arith.items()},
         "prefill_sweeps": sweeps,
+        "guarded_sweeps": guarded,
         "held_out_missing": missing,
         "targets": TARGETS,
         "reached": reached,
@@ -239,7 +274,8 @@ def main() -> None:
         "# SelfBudgeter on SmolLM2-135M (CPU reproduction)",
         "",
         f"Command: `{result['command']}` (OMP_NUM_THREADS={result['command_env']['OMP_NUM_THREADS']}, "
-        f"seed {args.seed}); {result['timings_s']['total'] / 60:.0f} min. Training data: bundled `arith`, "
+        f"seed {args.seed}); {result['timings_s']['total'] / 60:.0f} min"
+        + (f" ({len(reused)} steps reused from an earlier call's work dir)" if reused else "") + ". Training data: bundled `arith`, "
         f"{args.train_questions} questions, k={args.k} samples per style at T=0.8; our SFT adds the renderings "
         f"{args.levels} and {args.reading_tokens}-token budget-reading rows. Greedy evaluation.",
         "",
@@ -250,11 +286,14 @@ def main() -> None:
     md += [f"## Pre-filled budgets on arith-test ({args.sweep_questions} questions per budget)", "",
            "| model | " + " | ".join(f"{b}" for b in budgets) + " | slope | R² | ±50% of forced | accuracy |",
            "| --- | " + " | ".join("---:" for _ in budgets) + " | ---: | ---: | ---: | ---: |"]  # fmt: skip
-    for n, s in sweeps.items():
+    for n, s in {**sweeps, **guarded}.items():
         by, o = s["by_prefill_budget"], s["overall"]
         md.append(f"| {n} | " + " | ".join(f"{by[str(b)]['mean_tokens']:.1f}" for b in budgets)
                   + f" | {o['slope']:.3f} | {o['r2']:.3f} | {100 * o['adherence_50']:.0f}% | {100 * o['accuracy']:.0f}% |")  # fmt: skip
-    md += ["", "Cells: mean solution tokens at each pre-filled budget. Frontier: `reproduce_cpu/frontier.png`.", "",
+    md += ["", "Cells: mean solution tokens at each pre-filled budget. Frontier: `reproduce_cpu/frontier.png`. "
+           f"Rows `· guard {args.guard}`: the same model under `eval.budget_guard={args.guard}` "
+           "(sblite/generate/guard.py), which enforces the budget while decoding: what the guard makes of the model, "
+           "not what the model learned. Self-mode columns of those rows repeat the unguarded model's.", "",
            "## Targets", "", "| row | " + " | ".join(TARGETS) + " |", "| --- |" + " --- |" * len(TARGETS)]  # fmt: skip
     for n, r in reached.items():
         bb = r["beats_brief"]
