@@ -140,7 +140,9 @@ class SFTStage(_TrainerStage):
     budget_reading_tokens: int = Field(
         0, ge=0, description="0: off. K: every SFT row also trains a short row, `<budget>N</budget><solution>` "
         "and its first K solution tokens without the prompt, loss on those K only: the one decision the number "
-        "makes, which long rows drown out (see benchmarks/cold_start.py)",
+        "makes, which long rows drown out (see benchmarks/cold_start.py). Pair it with "
+        "sft.trl_args.train_sampling_strategy=group_by_length so these rows train in batches of their own; sblite "
+        "gives them one shared length, so each such batch mixes budgets of every digit count",
     )
     budget_reading_samples: int = Field(
         0, ge=0, description="0: off. M: per question, M more budget-reading rows at budgets drawn log-uniformly "

@@ -249,3 +249,46 @@ def test_a_prefilled_sft_row_learns_only_the_solution_after_the_prefilled_prompt
         first = next(k for k, x in enumerate(labels) if x != -100)
         assert first == (len(prefilled) if i % 2 == 0 else len(prompt))
         assert all(lab == tok_id for lab, tok_id in zip(labels[first:], ids[first:], strict=False) if lab != -100)
+
+
+def test_group_by_length_mixes_budgets_of_every_digit_count_in_each_budget_reading_batch(
+    smol_shaped_dir, tmp_path, monkeypatch
+):
+    """``sft.budget_reading_*`` rows under ``group_by_length``, through the real ``SFTTrainer``'s sampler: a
+    reading row's true length grows with its budget's digit count, so sorting by it would put only 1-, only 2-
+    or only 3-digit budgets in a batch, and the model could never learn what the digit count means. sblite's
+    shared ``length`` column keeps them in random order: most reading batches hold budgets of several sizes."""
+    import re
+
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer
+
+    from sblite.data.synthetic import write_jsonl
+
+    batches: list[list[list[int]]] = []
+    original = SFTTrainer.compute_loss
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        mask = inputs["attention_mask"]
+        batches.append([ids[: int(m.sum())] for ids, m in zip(inputs["input_ids"].tolist(), mask, strict=True)])
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(SFTTrainer, "compute_loss", compute_loss)
+    tok = AutoTokenizer.from_pretrained(smol_shaped_dir)
+    data = write_prepared(tmp_path / "data", tok, n=8)
+    rows = load_prepared(data).sft
+    # labels at 12 and 90: draws over [6, 18] and [45, 135] cross from 1 to 2 and from 2 to 3 digits
+    write_jsonl([{**r, "completion": protocol.with_budget(r["completion"], 12 if i % 2 else 90)}
+                 for i, r in enumerate(rows)], data / "sft.jsonl")  # fmt: skip
+    cfg = _recipe(smol_shaped_dir, data, tmp_path / "run", "stages=[sft]", "sft.num_train_epochs=1", "sft.max_steps=-1",
+                  "sft.per_device_train_batch_size=8", "sft.budget_reading_tokens=2", "sft.budget_reading_samples=40",
+                  "sft.trl_args.train_sampling_strategy=group_by_length")  # fmt: skip
+    run_training(cfg)
+    digits = []  # per batch of reading rows only: the digit counts of its budgets
+    for batch in batches:
+        texts = [tok.decode(ids) for ids in batch]
+        if all(t.startswith(protocol.BUDGET_OPEN) for t in texts):
+            digits.append({len(re.match(r"<budget>(\d+)<", t).group(1)) for t in texts})
+    assert sum(len(b) for b in batches) == len(rows) * 2 + 40 * len(rows)  # every row once
+    assert len(digits) >= 30
+    assert sum(len(d) > 1 for d in digits) > 0.8 * len(digits), digits

@@ -36,7 +36,8 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
 
     With ``sft.budget_reading_epochs`` > 0 the budget-reading rows are a phase of their own: the default call
     gives the full rows only and ``reading_phase=True`` gives the reading rows only (``None`` when there are
-    none); with 0 the default call gives both, mixed."""
+    none); with 0 the default call gives both, mixed. With budget-reading rows every example also has a
+    ``length`` column for ``group_by_length`` (``shared_reading_length``; ``keep_columns`` keeps it for TRL)."""
     from datasets import Dataset
 
     if not rows:
@@ -51,16 +52,49 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
             )
         except ValueError as err:
             raise TrainingError(f"SFT example {r.get('id')!r}: {err}") from None
-        full.append({"input_ids": ids, "completion_mask": mask})
+        full.append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: len(ids)})
         if k:
             ids, mask = protocol.encode_budget_reading(tokenizer, r["completion"], k)
-            (reading if separate else full).append({"input_ids": ids, "completion_mask": mask})
+            (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: None})
     for budget, completion in budget_reading_draws(rows, cfg.sft.budget_reading_samples, seed=cfg.sft.seed):
         ids, mask = protocol.encode_budget_reading(tokenizer, protocol.with_budget(completion, budget), k)
-        (reading if separate else full).append({"input_ids": ids, "completion_mask": mask})
+        (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: None})
     if reading_phase:
-        return Dataset.from_list(reading) if reading else None
-    return Dataset.from_list(full)
+        return Dataset.from_list(shared_reading_length(reading)) if reading else None
+    if not k:  # the paper's rows: no length column
+        return Dataset.from_list([{c: e[c] for c in ("input_ids", "completion_mask")} for e in full])
+    return Dataset.from_list(shared_reading_length(full))
+
+
+#: the dataset column transformers' ``group_by_length`` sampler reads (``TrainingArguments.length_column_name``)
+LENGTH_COLUMN = "length"
+
+
+def keep_columns(dataset) -> dict[str, Any]:
+    """What the SFT config needs for ``dataset``: TRL's SFTTrainer drops every column its model call does not
+    take before the sampler is built, so a ``length`` column only reaches ``group_by_length`` with
+    ``remove_unused_columns=False`` (TRL's collator reads the columns it knows and ignores the rest)."""
+    return {"remove_unused_columns": False} if LENGTH_COLUMN in dataset.column_names else {}
+
+
+def shared_reading_length(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``examples`` whose ``length`` column (read by ``train_sampling_strategy: group_by_length``) is a full
+    row's true length and, for every budget-reading row (``length`` None), one shared value.
+
+    Grouping by the true length would sort the reading rows by their budget's digit count (``<budget>8`` is one
+    token shorter than ``<budget>64``, two shorter than ``<budget>128``), so no batch would hold a 2- and a
+    3-digit budget side by side and the model never learns what the number of digits means: cold_start's
+    ``reading-draws`` variant lost all reading that way (first-token TV 0.026), while the same kinds of rows in
+    random order taught it (benchmarks/results/reading_mix.md). With one shared length the reading rows stay in
+    random order among themselves, still apart from the long rows that would drown their few loss tokens.
+
+    >>> rows = [{"input_ids": [1] * 9, "length": None}, {"input_ids": [1] * 8, "length": None},
+    ...         {"input_ids": [1] * 40, "length": 40}]
+    >>> [r["length"] for r in shared_reading_length(rows)]
+    [9, 9, 40]
+    """
+    shared = max((len(e["input_ids"]) for e in examples if e[LENGTH_COLUMN] is None), default=0)
+    return [e if e[LENGTH_COLUMN] is not None else {**e, LENGTH_COLUMN: shared} for e in examples]
 
 
 def budget_reading_draws(rows: list[dict[str, Any]], per_question: int, *, seed: int) -> list[tuple[int, str]]:
