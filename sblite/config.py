@@ -151,8 +151,9 @@ class SFTStage(_TrainerStage):
     )
     budget_reading_epochs: float = Field(
         0, ge=0, description="0: budget-reading rows are mixed into the SFT rows. E > 0: they are trained after "
-        "the full rows, alone, for E epochs (same optimizer settings, a fresh schedule). Mixed in, the full rows "
-        "undo what they teach: the first solution token stops following the number (benchmarks/cold_start.py)",
+        "the full rows, alone, for E epochs (same optimizer settings, a fresh schedule). Mixed in is what works "
+        "(benchmarks/results/cold_start_draws_shared.md); a phase of its own sets the opening but wrecks what "
+        "follows (cold_start_phase.md)",
     )
 
     @model_validator(mode="after")

@@ -84,9 +84,10 @@ def shared_reading_length(examples: list[dict[str, Any]]) -> list[dict[str, Any]
     Grouping by the true length would sort the reading rows by their budget's digit count (``<budget>8`` is one
     token shorter than ``<budget>64``, two shorter than ``<budget>128``), so no batch would hold a 2- and a
     3-digit budget side by side and the model never learns what the number of digits means: cold_start's
-    ``reading-draws`` variant lost all reading that way (first-token TV 0.026), while the same kinds of rows in
-    random order taught it (benchmarks/results/reading_mix.md). With one shared length the reading rows stay in
-    random order among themselves, still apart from the long rows that would drown their few loss tokens.
+    ``reading-draws`` variant lost all reading that way (first-token TV 0.026; with the shared length 0.80, and a
+    pre-fill sweep slope of 0.72: benchmarks/results/cold_start_draws_shared.md). With one shared length the
+    reading rows stay in random order among themselves, still apart from the long rows that would drown their
+    few loss tokens.
 
     >>> rows = [{"input_ids": [1] * 9, "length": None}, {"input_ids": [1] * 8, "length": None},
     ...         {"input_ids": [1] * 40, "length": 40}]
