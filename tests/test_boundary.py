@@ -62,6 +62,7 @@ class _Captured:
     def __init__(self):
         self.rows: list[list[int]] = []
         self.labels: list[list[int]] = []
+        self.batches: list[list[list[int]]] = []  # capture_sft_batches: the rows of each batch, in order
 
 
 @pytest.fixture
@@ -162,10 +163,12 @@ def capture_sft_batches(monkeypatch):
 
     def compute_loss(self, model, inputs, *args, **kwargs):
         mask = inputs.get("attention_mask")
+        seen.batches.append([])
         for k, (ids, lab) in enumerate(zip(inputs["input_ids"].tolist(), inputs["labels"].tolist(), strict=True)):
             n = int(mask[k].sum()) if mask is not None else len(ids)
             seen.rows.append(ids[:n])
             seen.labels.append(lab[:n])
+            seen.batches[-1].append(ids[:n])
         return original(self, model, inputs, *args, **kwargs)
 
     monkeypatch.setattr(SFTTrainer, "compute_loss", compute_loss)
@@ -252,7 +255,7 @@ def test_a_prefilled_sft_row_learns_only_the_solution_after_the_prefilled_prompt
 
 
 def test_group_by_length_mixes_budgets_of_every_digit_count_in_each_budget_reading_batch(
-    smol_shaped_dir, tmp_path, monkeypatch
+    smol_shaped_dir, tmp_path, capture_sft_batches
 ):
     """``sft.budget_reading_*`` rows under ``group_by_length``, through the real ``SFTTrainer``'s sampler: a
     reading row's true length grows with its budget's digit count, so sorting by it would put only 1-, only 2-
@@ -261,19 +264,9 @@ def test_group_by_length_mixes_budgets_of_every_digit_count_in_each_budget_readi
     import re
 
     from transformers import AutoTokenizer
-    from trl import SFTTrainer
 
     from sblite.data.synthetic import write_jsonl
 
-    batches: list[list[list[int]]] = []
-    original = SFTTrainer.compute_loss
-
-    def compute_loss(self, model, inputs, *args, **kwargs):
-        mask = inputs["attention_mask"]
-        batches.append([ids[: int(m.sum())] for ids, m in zip(inputs["input_ids"].tolist(), mask, strict=True)])
-        return original(self, model, inputs, *args, **kwargs)
-
-    monkeypatch.setattr(SFTTrainer, "compute_loss", compute_loss)
     tok = AutoTokenizer.from_pretrained(smol_shaped_dir)
     data = write_prepared(tmp_path / "data", tok, n=8)
     rows = load_prepared(data).sft
@@ -284,6 +277,7 @@ def test_group_by_length_mixes_budgets_of_every_digit_count_in_each_budget_readi
                   "sft.per_device_train_batch_size=8", "sft.budget_reading_tokens=2", "sft.budget_reading_samples=40",
                   "sft.trl_args.train_sampling_strategy=group_by_length")  # fmt: skip
     run_training(cfg)
+    batches = capture_sft_batches.batches
     digits = []  # per batch of reading rows only: the digit counts of its budgets
     for batch in batches:
         texts = [tok.decode(ids) for ids in batch]
