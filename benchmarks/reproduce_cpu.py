@@ -10,7 +10,8 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
   correct answer per question (``--styles plain --targets shortest``), budget = its token length;
 - ``our SFT``: sampled under plain *and* brief instructions, every distinct correct answer a row
   (``--targets all``), plus each worked solution re-said at ``--levels`` as pre-filled rows
-  (``data.renderings``) and the budget-reading rows of ``sft.budget_reading_tokens`` (``--reading-tokens``);
+  (``data.renderings``) and the budget-reading rows of ``sft.budget_reading_tokens`` (``--reading-tokens``),
+  with ``sft.budget_reading_samples`` drawn budgets per question (``--reading-samples``);
 - ``+ GRPO``: budget-guided GRPO from our SFT adapter (``--grpo-steps``, the recipe's α schedule);
 - ``+ pre-filled GRPO``: the same with ``grpo.prefill_fraction`` of the prompts carrying a forced budget;
 - ablations of each switch: our SFT without the renderings, without the budget-reading rows; with
@@ -59,7 +60,8 @@ class Row:
 
 
 def rows_for(args) -> list[Row]:
-    reading = (f"sft.budget_reading_tokens={args.reading_tokens}", "sft.trl_args.train_sampling_strategy=group_by_length")
+    reading = (f"sft.budget_reading_tokens={args.reading_tokens}", f"sft.budget_reading_samples={args.reading_samples}",
+               "sft.trl_args.train_sampling_strategy=group_by_length")
     prefill = (f"grpo.prefill_fraction={args.prefill_fraction}", f"grpo.prefill_range=[{args.prefill_range}]")
     rows = [
         Row("paper SFT", "paper", ("stages=[sft]",)),
@@ -121,8 +123,10 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=4)
     ap.add_argument("--sft-epochs", type=float, default=3.0)
     ap.add_argument("--grpo-steps", type=int, default=24)
-    ap.add_argument("--levels", default="answer,reference,steps,stated,explained", help="our SFT's data.renderings")
+    ap.add_argument("--levels", default="answer,short,reference,steps,stated,explained,checked",
+                    help="our SFT's data.renderings")
     ap.add_argument("--reading-tokens", type=int, default=3, help="our SFT's sft.budget_reading_tokens")
+    ap.add_argument("--reading-samples", type=int, default=20, help="our SFT's sft.budget_reading_samples")
     ap.add_argument("--prefill-fraction", type=float, default=0.5)
     ap.add_argument("--prefill-range", default="8,160")
     ap.add_argument("--paper-ablations", action="store_true", help="also GRPO without budget penalty / fixed α")
@@ -277,7 +281,8 @@ def main() -> None:
         f"seed {args.seed}); {result['timings_s']['total'] / 60:.0f} min"
         + (f" ({len(reused)} steps reused from an earlier call's work dir)" if reused else "") + ". Training data: bundled `arith`, "
         f"{args.train_questions} questions, k={args.k} samples per style at T=0.8; our SFT adds the renderings "
-        f"{args.levels} and {args.reading_tokens}-token budget-reading rows. Greedy evaluation.",
+        f"{args.levels} and {args.reading_tokens}-token budget-reading rows ({args.reading_samples} drawn budgets per "
+        "question). Greedy evaluation.",
         "",
     ]
     for d, rows in table.items():

@@ -134,8 +134,9 @@ def generate(n_per_level: int, *, seed: int = 0, levels=LEVELS, prefix: str = "a
 
 #: How much a rendering of the same worked solution says, shortest first (``render_solution``): from the bare
 #: answer (~5 tokens) to every step explained and checked (~100-200), so the lengths of one question's
-#: renderings span the budgets a user would pre-fill.
-VERBOSITY = ("answer", "reference", "steps", "stated", "explained", "checked")
+#: renderings span the budgets a user would pre-fill. ``short`` (one sentence naming the answer) fills the
+#: gap between the bare answer (~12 tokens with the solution tags) and the reference (~23-37), where 16 lands.
+VERBOSITY = ("answer", "short", "reference", "steps", "stated", "explained", "checked")
 _OPS = {"+": "add", "-": "take away", "×": "multiply by"}
 _UNDO = {"+": "-", "-": "+", "×": "÷"}
 
@@ -167,6 +168,8 @@ def render_solution(row: dict, verbosity: str) -> str:
     >>> row = {"answer": "38", "solution": "5 + 22 = 27. 27 + 11 = 38. The answer is \\\\boxed{38}."}
     >>> render_solution(row, "answer"), render_solution(row, "reference") == row["solution"]
     ('\\\\boxed{38}', True)
+    >>> render_solution(row, "short")
+    'The answer is \\\\boxed{38}.'
     >>> render_solution(row, "steps")
     'Step 1: 5 + 22 = 27. Step 2: 27 + 11 = 38. So the answer is \\\\boxed{38}.'
     >>> [len(render_solution(row, v)) for v in VERBOSITY] == sorted(len(render_solution(row, v)) for v in VERBOSITY)
@@ -178,6 +181,8 @@ def render_solution(row: dict, verbosity: str) -> str:
     steps = parse_steps(row["solution"])
     if verbosity == "answer":
         return f"\\boxed{{{ans}}}"
+    if verbosity == "short":
+        return f"The answer is \\boxed{{{ans}}}."
     if verbosity == "reference":
         return row["solution"]
     terse = " ".join(f"Step {i}: {a} {op} {b} = {r}." for i, (a, op, b, r) in enumerate(steps, 1))
