@@ -163,6 +163,13 @@ class SFTStage(_TrainerStage):
                 f"sft.budget_reading_samples={self.budget_reading_samples} builds budget-reading rows, which need "
                 "sft.budget_reading_tokens >= 1 (how many solution tokens each trains); e.g. sft.budget_reading_tokens=3"
             )
+        if (self.budget_reading_tokens and self.trl_args.get("remove_unused_columns")
+                and self.trl_args.get("train_sampling_strategy") == "group_by_length"):
+            raise ValueError(
+                "sft.trl_args.remove_unused_columns: true drops the budget-reading rows' shared length column, so "
+                "group_by_length sorts them by their budget's digit count again (train/datasets.keep_columns); "
+                "remove it: sblite sets it to false for these rows"
+            )
         if self.budget_reading_epochs and not self.budget_reading_tokens:
             raise ValueError(
                 f"sft.budget_reading_epochs={self.budget_reading_epochs:g} trains budget-reading rows in a phase of "

@@ -464,6 +464,24 @@ def test_budget_reading_samples_without_tokens_is_an_error_naming_the_fix():
         load_recipe("tiny-cpu", ["sft.budget_reading_samples=4"])
 
 
+@pytest.mark.parametrize(("overrides", "refused"), [
+    (["sft.budget_reading_tokens=2", "sft.trl_args.remove_unused_columns=true",
+      "sft.trl_args.train_sampling_strategy=group_by_length"], True),
+    (["sft.budget_reading_tokens=2", "sft.trl_args.remove_unused_columns=true"], False),  # no sampler reads it
+    (["sft.trl_args.remove_unused_columns=true", "sft.trl_args.train_sampling_strategy=group_by_length"], False),
+])
+def test_dropping_the_reading_rows_length_column_under_group_by_length_is_refused(overrides, refused):
+    """The shared length column is what keeps group_by_length from sorting reading rows by digit count; a
+    recipe that would drop it before the sampler is an error at load time, not a silent override."""
+    from sblite.recipes import RecipeError
+
+    if refused:
+        with pytest.raises(RecipeError, match="remove_unused_columns"):
+            load_recipe("tiny-cpu", overrides)
+    else:
+        assert load_recipe("tiny-cpu", overrides).sft.trl_args["remove_unused_columns"] is True
+
+
 def test_budget_reading_epochs_needs_tokens_and_names_the_fix():
     from sblite.recipes import RecipeError
 
