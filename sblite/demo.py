@@ -4,8 +4,10 @@
 
 1. prepare   sample k answers per training question from the base model under a step-by-step and a brief
              instruction; every distinct correct answer is an SFT target labelled with its own token length
-             (``sblite prepare --labels sample --styles plain,brief --targets all``)
-2. train     budget SFT, then budget-guided GRPO (``sblite train --recipe smollm2-135m``)
+             (``sblite prepare --labels sample --styles plain,brief --targets all``); each worked solution is
+             also re-said at several lengths as pre-filled rows (``data.renderings``)
+2. train     budget SFT with budget-reading rows at drawn budgets (``sft.budget_reading_tokens``,
+             ``sft.budget_reading_samples``), then budget-guided GRPO (``sblite train --recipe smollm2-135m``)
 3. eval      the base model (plain and brief prompting) and the trained model (self-budgeted) on held-out
              problems
 4. export    merge the adapter, write the recipe's export.quant GGUF (q8_0), verify it (transformers, llama.cpp)
@@ -35,13 +37,18 @@ class DemoOptions:
     out: str = "demo-out"
     model: str = "builtin:smollm2-135m"
     recipe: str = "smollm2-135m"
-    train_questions: int = 40
+    train_questions: int = 16
     k: int = 4
-    eval_questions: int = 30
-    sft_epochs: float = 3.0
+    eval_questions: int = 20
+    sft_epochs: float = 2.0
     styles: tuple[str, ...] = ("plain", "brief")
     targets: str = "all"
-    grpo_steps: int = 6
+    grpo_steps: int = 3
+    #: the cold start that makes a pre-filled budget set the length (README "Budgets that bind"): every
+    #: question's worked solution at these synthetic.VERBOSITY lengths, plus budget-reading rows at drawn budgets
+    renderings: tuple[str, ...] = ("answer", "short", "reference", "stated", "explained")
+    reading_tokens: int = 3
+    reading_samples: int = 20
     prefill_budgets: tuple[int, ...] = (8, 16, 32, 64, 128)  # the report's pre-fill sweep
     max_new_tokens: int = 160
     quant: str | None = None  # None: the recipe's export.quant
@@ -50,8 +57,8 @@ class DemoOptions:
 
     @classmethod
     def quick(cls, **kw) -> DemoOptions:
-        return cls(train_questions=20, eval_questions=10, sft_epochs=2.0, grpo_steps=2, max_new_tokens=96,
-                   prefill_budgets=(16, 64), **kw)
+        return cls(train_questions=8, eval_questions=6, sft_epochs=1.0, grpo_steps=1, max_new_tokens=96,
+                   prefill_budgets=(16, 64), reading_samples=4, **kw)
 
 
 def _stage(console, n: int, total: int, title: str) -> float:
@@ -83,11 +90,16 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     t_all = time.perf_counter()
     prepared, run = out / "prepared", RunDir(out / "run")
     # the demo's own sizes win; everything else comes from the recipe, as `sblite <command> --recipe` would
-    recipe, sources = load_recipe_with_sources(opts.recipe, [
-        f"data.path={prepared}", f"output_dir={run}", f"sft.num_train_epochs={opts.sft_epochs}",
-        f"grpo.max_steps={opts.grpo_steps}", "grpo.num_completions_to_print=1", f"model.name_or_path={opts.model}",
-    ], labels=dict.fromkeys(("data.path", "output_dir", "sft.num_train_epochs", "grpo.max_steps",
-                             "grpo.num_completions_to_print", "model.name_or_path"), "sblite demo"))
+    overrides = {
+        "data.path": prepared, "output_dir": run, "sft.num_train_epochs": opts.sft_epochs,
+        "grpo.max_steps": opts.grpo_steps, "grpo.num_completions_to_print": 1, "model.name_or_path": opts.model,
+        "data.renderings": f"[{','.join(opts.renderings)}]", "sft.budget_reading_tokens": opts.reading_tokens,
+        "sft.budget_reading_samples": opts.reading_samples,
+        # reading rows train in batches of their own, every digit count mixed (train/datasets.py)
+        **({"sft.trl_args.train_sampling_strategy": "group_by_length"} if opts.reading_tokens else {}),
+    }  # fmt: skip
+    recipe, sources = load_recipe_with_sources(opts.recipe, [f"{k}={v}" for k, v in overrides.items()],
+                                               labels=dict.fromkeys(overrides, "sblite demo"))
     demo_flags = dict.fromkeys(("dataset", "out", "labels", "limit", "seed", "max_new_tokens", "quant"), "sblite demo")
     settings = {
         "prepare": resolve(PREPARE, dict(dataset="arith", out=str(prepared), labels="sample",
@@ -228,6 +240,19 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.0f}%"
 
 
+def _cold_start_line(o: dict[str, Any]) -> str:
+    """What the budget SFT trained on, in the report's words."""
+    line = (f"Budget SFT: {o['train_questions']} questions, the base model's own correct answers (k={o['k']}, "
+            f"styles {', '.join(o['styles'])})")
+    if o["renderings"]:
+        line += f", each worked solution re-said as {', '.join(o['renderings'])} (pre-filled rows, `data.renderings`)"
+    if o["reading_tokens"]:
+        line += (f", and budget-reading rows ({o['reading_tokens']} solution tokens each, {o['reading_samples']} "
+                 "drawn budgets per question: `sft.budget_reading_tokens`, `sft.budget_reading_samples`)")
+    epochs, steps = o["sft_epochs"], o["grpo_steps"]
+    return line + f"; {epochs:g} epoch{'s' * (epochs != 1)}, then {steps} GRPO step{'s' * (steps != 1)}."
+
+
 def render_demo_report(
     summary: dict[str, Any], base: dict, brief: dict, sft: dict, trained: dict, sweep: dict, guarded: dict
 ) -> str:
@@ -238,6 +263,8 @@ def render_demo_report(
         "# sblite demo: SelfBudgeter on SmolLM2-135M (CPU)",
         "",
         f"Total {t['total'] / 60:.1f} min: " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items() if k != "total") + ".",
+        "",
+        _cold_start_line(summary["options"]),
         "",
         "## Base model vs SelfBudgeter (held-out arithmetic problems)",
         "",

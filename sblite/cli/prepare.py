@@ -69,7 +69,7 @@ def prepare_cmd(
     ] = "shortest",
     renderings: Annotated[
         str | None, typer.Option(help="add each worked solution (arith data) re-said at these lengths as pre-filled "
-                                      "SFT rows: answer, reference, steps, stated, explained, checked [data.renderings]")
+                                      "SFT rows: answer, short, reference, steps, stated, explained, checked [data.renderings]")
     ] = None,
     backend: Annotated[
         str, typer.Option(help="sampling engine: auto (vLLM on a GPU when installed), hf, vllm")
