@@ -20,7 +20,8 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
 Every trained row is evaluated greedily on ``arith-test`` in self mode (compression against the plain base on
 the same questions), with a pre-filled budget sweep (``--budgets``), and in self mode on the held-out sets
 ``--held-out`` (GSM8K-test, SVAMP from ``../shared/data``; skipped with a note when absent). Each trained row's
-sweep is repeated under ``--guard`` (``eval.budget_guard``, default ``band``): the budget enforced at decode time. The frontier plot
+sweep (which also holds the brief base's mean length, rounded, unless ``--no-brief-budget``: "beats brief"
+compares there) is repeated under ``--guard`` (``eval.budget_guard``, default ``band``): the budget enforced at decode time. The frontier plot
 puts the base models as points and each trained row's sweep as a curve. Results: benchmarks/results/
 reproduce_cpu.{json,md} and ``reproduce_cpu/*.png``, with the exact command and seeds.
 """
@@ -132,6 +133,8 @@ def main() -> None:
     ap.add_argument("--paper-ablations", action="store_true", help="also GRPO without budget penalty / fixed α")
     ap.add_argument("--fixed-alpha", type=float, default=1.0)
     ap.add_argument("--budgets", default="8,16,32,64,128")
+    ap.add_argument("--no-brief-budget", dest="brief_budget", action="store_false",
+                    help="do not add the brief base's mean length (rounded) to the sweep's --budgets")
     ap.add_argument("--guard", default="band", choices=["off", "cap", "band"],
                     help="also sweep each trained row with this eval.budget_guard (off: no guarded sweeps)")
     ap.add_argument("--max-new-tokens", type=int, default=192)
@@ -223,6 +226,9 @@ def main() -> None:
                                              baseline=baselines[d])  # fmt: skip
         for name, run in runs.items():
             table[d][name] = ev(name, d, n, model=str(run), mode="self", baseline=baselines[d])
+    if args.brief_budget:  # "beats brief" compares at a pre-fill near the brief base's own length: sweep it too
+        brief_tokens = table["arith-test"]["base (brief prompt)"]["overall"]["mean_generated_tokens"]
+        budgets = sorted({*budgets, max(1, round(brief_tokens or 1))})
     sweeps = {name: ev(f"{name} sweep", "arith-test", args.sweep_questions, model=str(run), mode="prefill",
                        budgets=budgets, baseline=baselines["arith-test"]) for name, run in runs.items()}  # fmt: skip
     guarded = {} if args.guard == "off" else {
