@@ -4,10 +4,10 @@
 
 1. prepare   sample k answers per training question from the base model under a step-by-step and a brief
              instruction; every distinct correct answer is an SFT target labelled with its own token length
-             (``sblite prepare --labels sample --styles plain,brief --targets all``); each worked solution is
-             also re-said at several lengths as pre-filled rows (``data.renderings``)
-2. train     budget SFT with budget-reading rows at drawn budgets (``sft.budget_reading_tokens``,
-             ``sft.budget_reading_samples``), then budget-guided GRPO (``sblite train --recipe smollm2-135m``)
+             (``sblite prepare --labels sample --styles plain,brief --targets all``); ``DemoOptions.renderings``
+             adds each worked solution re-said at several lengths (``data.renderings``, off by default)
+2. train     budget SFT (with budget-reading rows when ``DemoOptions.reading_tokens``: off by default), then
+             budget-guided GRPO (``sblite train --recipe smollm2-135m``)
 3. eval      the base model (plain and brief prompting) and the trained model (self-budgeted) on held-out
              problems
 4. export    merge the adapter, write the recipe's export.quant GGUF (q8_0), verify it (transformers, llama.cpp)
@@ -37,18 +37,19 @@ class DemoOptions:
     out: str = "demo-out"
     model: str = "builtin:smollm2-135m"
     recipe: str = "smollm2-135m"
-    train_questions: int = 16
+    train_questions: int = 40
     k: int = 4
-    eval_questions: int = 20
-    sft_epochs: float = 2.0
+    eval_questions: int = 30
+    sft_epochs: float = 3.0
     styles: tuple[str, ...] = ("plain", "brief")
     targets: str = "all"
-    grpo_steps: int = 3
-    #: the cold start that makes a pre-filled budget set the length (README "Budgets that bind"): every
-    #: question's worked solution at these synthetic.VERBOSITY lengths, plus budget-reading rows at drawn budgets
-    renderings: tuple[str, ...] = ("answer", "short", "reference", "stated", "explained")
-    reading_tokens: int = 3
-    reading_samples: int = 20
+    grpo_steps: int = 6
+    #: the cold start of README "Budgets that bind" (data.renderings, sft.budget_reading_tokens/_samples); off:
+    #: sized to fit the demo (16 questions, 2 epochs, reading_samples 20) it made the model worse, not bound
+    #: (pre-fill slope -0.01, self-mode accuracy 5%: benchmarks/results/demo_adoption.md), and took 17 min
+    renderings: tuple[str, ...] = ()
+    reading_tokens: int = 0
+    reading_samples: int = 0
     prefill_budgets: tuple[int, ...] = (8, 16, 32, 64, 128)  # the report's pre-fill sweep
     max_new_tokens: int = 160
     quant: str | None = None  # None: the recipe's export.quant
@@ -57,8 +58,8 @@ class DemoOptions:
 
     @classmethod
     def quick(cls, **kw) -> DemoOptions:
-        return cls(train_questions=8, eval_questions=6, sft_epochs=1.0, grpo_steps=1, max_new_tokens=96,
-                   prefill_budgets=(16, 64), reading_samples=4, **kw)
+        return cls(train_questions=20, eval_questions=10, sft_epochs=2.0, grpo_steps=2, max_new_tokens=96,
+                   prefill_budgets=(16, 64), **kw)
 
 
 def _stage(console, n: int, total: int, title: str) -> float:
@@ -93,10 +94,10 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     overrides = {
         "data.path": prepared, "output_dir": run, "sft.num_train_epochs": opts.sft_epochs,
         "grpo.max_steps": opts.grpo_steps, "grpo.num_completions_to_print": 1, "model.name_or_path": opts.model,
-        "data.renderings": f"[{','.join(opts.renderings)}]", "sft.budget_reading_tokens": opts.reading_tokens,
-        "sft.budget_reading_samples": opts.reading_samples,
-        # reading rows train in batches of their own, every digit count mixed (train/datasets.py)
-        **({"sft.trl_args.train_sampling_strategy": "group_by_length"} if opts.reading_tokens else {}),
+        **({"data.renderings": f"[{','.join(opts.renderings)}]"} if opts.renderings else {}),
+        **({"sft.budget_reading_tokens": opts.reading_tokens, "sft.budget_reading_samples": opts.reading_samples,
+            # reading rows train in batches of their own, every digit count mixed (train/datasets.py)
+            "sft.trl_args.train_sampling_strategy": "group_by_length"} if opts.reading_tokens else {}),
     }  # fmt: skip
     recipe, sources = load_recipe_with_sources(opts.recipe, [f"{k}={v}" for k, v in overrides.items()],
                                                labels=dict.fromkeys(overrides, "sblite demo"))
