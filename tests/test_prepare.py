@@ -404,5 +404,5 @@ def test_renderings_on_data_without_worked_solutions_is_one_clear_error(tmp_path
     with pytest.raises(PrepareError, match="--renderings: no row of .* drop the option"):
         run_prepare(opts, tokenizer=tiny_tokenizer)
     opts = PrepareOptions(dataset=str(FIX / "arith.jsonl"), out=str(tmp_path / "p"), renderings=("chatty",))
-    with pytest.raises(PrepareError, match="--renderings chatty: choose from answer, reference"):
+    with pytest.raises(PrepareError, match="--renderings chatty: choose from answer, short, reference"):
         run_prepare(opts, tokenizer=tiny_tokenizer)
