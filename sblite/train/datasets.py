@@ -70,11 +70,20 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
 LENGTH_COLUMN = "length"
 
 
-def keep_columns(dataset) -> dict[str, Any]:
-    """What the SFT config needs for ``dataset``: TRL's SFTTrainer drops every column its model call does not
-    take before the sampler is built, so a ``length`` column only reaches ``group_by_length`` with
-    ``remove_unused_columns=False`` (TRL's collator reads the columns it knows and ignores the rest)."""
-    return {"remove_unused_columns": False} if LENGTH_COLUMN in dataset.column_names else {}
+def keep_columns(dataset, trl_args: dict[str, Any]) -> dict[str, Any]:
+    """What the SFT config needs for ``dataset`` under ``sft.trl_args``: TRL's SFTTrainer drops every column its
+    model call does not take before the sampler is built, so a ``length`` column only reaches
+    ``group_by_length`` with ``remove_unused_columns=False`` (TRL's collator reads the columns it knows and
+    ignores the rest). Without that sampler nothing reads the column and the user's setting stands; asking
+    for both is refused when the recipe loads (``config.SFTStage``).
+
+    >>> from datasets import Dataset
+    >>> ds = Dataset.from_list([{"input_ids": [1], LENGTH_COLUMN: 3}])
+    >>> keep_columns(ds, {"train_sampling_strategy": "group_by_length"}), keep_columns(ds, {})
+    ({'remove_unused_columns': False}, {})
+    """
+    grouped = trl_args.get("train_sampling_strategy") == "group_by_length"
+    return {"remove_unused_columns": False} if grouped and LENGTH_COLUMN in dataset.column_names else {}
 
 
 def shared_reading_length(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -140,7 +140,7 @@ def run_sft(
     no_engine = cfg.model.model_copy(update={"fast_inference": False})
     model, tokenizer = backend.load(no_engine, cfg.lora, adapter=cfg.model.adapter, seed=cfg.sft.seed)
     dataset = build_sft_dataset(data.sft, cfg, tokenizer)
-    args = _args(SFTConfig, cfg.sft, backend, cfg, run, "sft", console, strict=strict, extra=keep_columns(dataset))
+    args = _args(SFTConfig, cfg.sft, backend, cfg, run, "sft", console, strict=strict, extra=keep_columns(dataset, cfg.sft.trl_args))
     trainer = _sft_trainer(model, tokenizer, dataset, args, "sft", run, console)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -163,7 +163,7 @@ def _sft_reading_phase(model, tokenizer, dataset, cfg: Recipe, backend, run: Run
     console.print(f"sft: budget-reading phase, {len(dataset)} rows × {cfg.sft.budget_reading_epochs:g} epochs")
     args = _args(SFTConfig, cfg.sft, backend, cfg, run, "sft", console, strict=strict,
                  extra={"num_train_epochs": cfg.sft.budget_reading_epochs, "max_steps": -1,
-                        "output_dir": str(run.checkpoints("sft") / "reading"), **keep_columns(dataset)})  # fmt: skip
+                        "output_dir": str(run.checkpoints("sft") / "reading"), **keep_columns(dataset, cfg.sft.trl_args)})  # fmt: skip
     trainer = _sft_trainer(model, tokenizer, dataset, args, "sft-reading", run, console)
     trainer.train()
     return trainer
