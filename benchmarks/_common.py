@@ -65,9 +65,11 @@ def stage_timer(console) -> tuple[Any, dict[str, float]]:
 
 
 def prepare_arith_samples(out: Path, *, limit: int, k: int, max_new_tokens: int, seed: int, styles: Sequence[str],
-                          targets: str, console, force: bool = False, renderings: Sequence[str] = ()):  # fmt: skip
+                          targets: str, console, force: bool = False, renderings: Sequence[str] = (),
+                          self_renderings: Sequence[str] = ()):  # fmt: skip
     """The reproduction's cold-start data: SmolLM2-135M sampled (T=0.8) on the bundled arith questions, with
-    ``renderings`` (``data.renderings``) added as pre-filled rows."""
+    ``renderings`` (``data.renderings``) added as pre-filled rows, except ``self_renderings``
+    (``data.self_renderings``), added as self rows."""
     from sblite.data.prepare import PrepareOptions, run_prepare
     from sblite.logs import progress_bars
 
@@ -76,7 +78,7 @@ def prepare_arith_samples(out: Path, *, limit: int, k: int, max_new_tokens: int,
             PrepareOptions(dataset="arith", out=str(out), labels="sample", model="builtin:smollm2-135m", k=k,
                            temperature=0.8, max_new_tokens=max_new_tokens, batch_size=k * 8, limit=limit, seed=seed,
                            force=force, instruction_in_user=True, targets=targets, styles=tuple(styles),
-                           renderings=tuple(renderings)),
+                           renderings=tuple(renderings), self_renderings=tuple(self_renderings)),
             progress=progress,
         )  # fmt: skip
 

@@ -12,6 +12,8 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
   (``--targets all``), plus each worked solution re-said at ``--levels`` as pre-filled rows
   (``data.renderings``) and the budget-reading rows of ``sft.budget_reading_tokens`` (``--reading-tokens``),
   with ``sft.budget_reading_samples`` drawn budgets per question (``--reading-samples``);
+- ``our SFT + self reference``: the same with ``--self-renderings`` (``data.self_renderings``) written as self
+  rows, so the budget the model states for itself is that rendering's length for the question it reads;
 - ``+ GRPO``: budget-guided GRPO from our SFT adapter (``--grpo-steps``, the recipe's α schedule);
 - ``+ pre-filled GRPO``: the same with ``grpo.prefill_fraction`` of the prompts carrying a forced budget;
 - ablations of each switch: our SFT without the renderings, without the budget-reading rows; with
@@ -67,6 +69,8 @@ def rows_for(args) -> list[Row]:
     rows = [
         Row("paper SFT", "paper", ("stages=[sft]",)),
         Row("our SFT", "ours", ("stages=[sft]", *reading)),
+        *([Row(f"our SFT + self {'/'.join(args.self_renderings.split(','))}", "ours-self", ("stages=[sft]", *reading))]
+          if args.self_renderings else []),
         Row("+ GRPO", "ours", ("stages=[grpo]",), start_from="our SFT"),
         Row("+ pre-filled GRPO", "ours", ("stages=[grpo]", *prefill), start_from="our SFT"),
         Row("ablation: our SFT − renderings", "sampled", ("stages=[sft]", *reading)),
@@ -126,6 +130,9 @@ def main() -> None:
     ap.add_argument("--grpo-steps", type=int, default=24)
     ap.add_argument("--levels", default="answer,short,reference,steps,stated,explained,checked",
                     help="our SFT's data.renderings")
+    ap.add_argument("--self-renderings", default="reference",
+                    help="a row 'our SFT + self …': our SFT with these renderings as self rows (data.self_renderings); "
+                         "'' drops the row")
     ap.add_argument("--reading-tokens", type=int, default=3, help="our SFT's sft.budget_reading_tokens")
     ap.add_argument("--reading-samples", type=int, default=20, help="our SFT's sft.budget_reading_samples")
     ap.add_argument("--prefill-fraction", type=float, default=0.5)
@@ -166,6 +173,8 @@ def main() -> None:
     # --- data: one sampling run (plain + brief) feeds all three prepared dirs through prepare's sample cache
     data_opts = {
         "ours": dict(styles=("plain", "brief"), targets="all", renderings=levels),
+        **({"ours-self": dict(styles=("plain", "brief"), targets="all", renderings=levels,
+                              self_renderings=tuple(args.self_renderings.split(",")))} if args.self_renderings else {}),
         "sampled": dict(styles=("plain", "brief"), targets="all"),
         "paper": dict(styles=("plain",), targets="shortest"),
     }
@@ -288,7 +297,9 @@ def main() -> None:
         + (f" ({len(reused)} steps reused from an earlier call's work dir)" if reused else "") + ". Training data: bundled `arith`, "
         f"{args.train_questions} questions, k={args.k} samples per style at T=0.8; our SFT adds the renderings "
         f"{args.levels} and {args.reading_tokens}-token budget-reading rows ({args.reading_samples} drawn budgets per "
-        "question). Greedy evaluation.",
+        "question)" + (f"; `our SFT + self …` writes the renderings {args.self_renderings} as self rows "
+                       "(`data.self_renderings`): their budget is trained" if args.self_renderings else "")
+        + ". Greedy evaluation.",
         "",
     ]
     for d, rows in table.items():

@@ -84,12 +84,29 @@ class DataSection(_Strict):
         "levels, added as pre-filled SFT rows labelled with their true length; [] = the paper's data",
     )
 
-    @field_validator("renderings")
+    self_renderings: list[str] = Field(
+        default_factory=list,
+        description="prepare: of data.renderings, the ones written as self rows instead of pre-filled: their "
+        "budget number is trained too, so the model learns to state that rendering's length for the question it "
+        "reads (own budget); [] = every rendering pre-filled, the self budget learnt from sampled answers only",
+    )
+
+    @field_validator("renderings", "self_renderings")
     @classmethod
     def _levels(cls, v: list[str]) -> list[str]:
         from sblite.data.synthetic import VERBOSITY  # light: stdlib only
 
         return _all_known(v, VERBOSITY, "rendering")
+
+    @model_validator(mode="after")
+    def _self_renderings_are_renderings(self) -> DataSection:
+        extra = [v for v in self.self_renderings if v not in self.renderings]
+        if extra:
+            raise ValueError(
+                f"data.self_renderings {', '.join(extra)} not in data.renderings {self.renderings}: a self row is one "
+                f"of the renderings; add {', '.join(extra)} to data.renderings or drop it from data.self_renderings"
+            )
+        return self
 
 
 class _TrainerStage(_Strict):

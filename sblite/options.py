@@ -32,6 +32,7 @@ PREPARE = {
     "model": "model.name_or_path",
     "instruction_in_user": "model.instruction_in_user",
     "renderings": "data.renderings",
+    "self_renderings": "data.self_renderings",
 }
 #: option of ``sblite eval`` → recipe key (every field of the ``eval:`` section)
 EVAL = {

@@ -82,6 +82,8 @@ def test_bad_value_points_at_its_line_and_an_override_at_none(tmp_path):
         (["reward.alpha_start=0.1", "reward.alpha_end=6"], "the tolerance must shrink"),
         (["reward.weights=[1, 2]"], "one per func"),
         (["sft.learning_rate=-1"], "sft.learning_rate"),
+        (["data.renderings=[short]", "data.self_renderings=[reference]"], "add reference to data.renderings"),
+        (["data.self_renderings=[chatty]"], "unknown rendering 'chatty'"),
     ],
 )
 def test_constraint_violations_say_how_to_fix(overrides, needle):

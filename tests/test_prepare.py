@@ -399,6 +399,29 @@ def test_renderings_add_prefilled_rows_each_labelled_with_its_length(tmp_path, t
     assert report["skipped_rows"][0]["id"] == "odd" and report["skipped_rows"][0]["line"] == 4
 
 
+def test_self_renderings_train_their_budget_and_the_rest_stay_prefilled(tmp_path, tiny_tokenizer):
+    """``--self-renderings``: those renderings are written as self rows (budget trained), in the same place and
+    with the same completion as the pre-filled row they replace; the others stay pre-filled."""
+    bundled = (Path(__file__).resolve().parents[1] / "data" / "arith" / "train.jsonl").read_text().splitlines()
+    src = tmp_path / "q.jsonl"
+    src.write_text("\n".join(bundled[:3]) + "\n")
+    levels = ("short", "reference", "checked")
+
+    def rendered(out: str, own: tuple[str, ...]) -> list[dict]:
+        run_prepare(PrepareOptions(dataset=str(src), out=str(tmp_path / out), renderings=levels,
+                                   self_renderings=own), tokenizer=tiny_tokenizer)  # fmt: skip
+        return [r for r in read_jsonl(tmp_path / out / "sft.jsonl") if "rendering" in r]
+
+    plain, own = rendered("all-prefilled", ()), rendered("own", ("reference",))
+    assert [r["completion"] for r in own] == [r["completion"] for r in plain] and len(own) == 9
+    assert all(r["prefilled"] for r in plain)
+    assert [r["prefilled"] for r in own] == [r["rendering"] != "reference" for r in own] and not own[1]["prefilled"]
+    assert json.loads((tmp_path / "own" / "report.json").read_text())["renderings"]["self"] == ["reference"]
+    with pytest.raises(PrepareError, match="--self-renderings stated: not in --renderings short,reference,checked"):
+        run_prepare(PrepareOptions(dataset=str(src), out=str(tmp_path / "bad"), renderings=levels,
+                                   self_renderings=("stated",)), tokenizer=tiny_tokenizer)  # fmt: skip
+
+
 def test_renderings_on_data_without_worked_solutions_is_one_clear_error(tmp_path, tiny_tokenizer):
     opts = PrepareOptions(dataset=str(FIX / "arith.jsonl"), out=str(tmp_path / "o"), renderings=("answer",))
     with pytest.raises(PrepareError, match="--renderings: no row of .* drop the option"):

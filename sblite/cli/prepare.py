@@ -71,6 +71,10 @@ def prepare_cmd(
         str | None, typer.Option(help="add each worked solution (arith data) re-said at these lengths as pre-filled "
                                       "SFT rows: answer, short, reference, steps, stated, explained, checked [data.renderings]")
     ] = None,
+    self_renderings: Annotated[
+        str | None, typer.Option(help="of --renderings, those written as self rows: the model learns to state their "
+                                      "length as its own budget [data.self_renderings]")
+    ] = None,
     backend: Annotated[
         str, typer.Option(help="sampling engine: auto (vLLM on a GPU when installed), hf, vllm")
     ] = "auto",
@@ -85,7 +89,7 @@ def prepare_cmd(
 
     cli = dict(dataset=dataset, out=out, labels=labels, limit=limit, seed=seed, max_prompt_tokens=max_prompt_tokens,
                model=model, instruction_in_user=instruction_in_user,
-               renderings=None if renderings is None else [v.strip() for v in renderings.split(",") if v.strip()])
+               renderings=_names(renderings), self_renderings=_names(self_renderings))
     settings = resolve_settings("sblite prepare", PREPARE, cli, recipe, dry_run=dry_run,
                                 required={"dataset": "data.source", "out": "data.path"})
     if settings is None:
@@ -124,3 +128,8 @@ def prepare_cmd(
     console.print(
         f"[green]wrote[/] {escape(str(result.out))}: sft.jsonl, grpo.jsonl, rejects.jsonl, report.json"
     )
+
+
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated option as its names; None (not given: the recipe's value stands) stays None."""
+    return None if text is None else [v.strip() for v in text.split(",") if v.strip()]

@@ -91,6 +91,8 @@ class PrepareOptions:
     styles: tuple[str, ...] = ("plain",)  # sample mode: instructions to sample under (protocol.SAMPLE_STYLES)
     targets: str = "shortest"  # sample mode: shortest | all (every distinct correct response is an SFT row)
     renderings: tuple[str, ...] = ()  # synthetic.VERBOSITY levels added as pre-filled SFT rows (data.renderings)
+    #: of ``renderings``, those written as self rows (budget trained) instead of pre-filled (data.self_renderings)
+    self_renderings: tuple[str, ...] = ()
     max_prompt_tokens: int | None = None
     backend: str = "auto"  # auto | hf | vllm (sample mode)
     command: list[str] | None = None  # the argv, for provenance
@@ -200,8 +202,10 @@ def run_prepare(
         cache = (out / CACHE_DIR, input_sha, tok_name)
         labelled = _label_by_sampling(data, tok, opts, prog, cache=cache, generate=generate, verify=verify)
     renderings = _render(labelled, opts.renderings, opts.dataset) if opts.renderings else None
+    if renderings is not None:
+        renderings["self"] = list(opts.self_renderings)
     data.rejects.sort(key=lambda rj: rj.line)
-    sft_lines, grpo_lines, out_rows = _output_lines(labelled, data.source.name)
+    sft_lines, grpo_lines, out_rows = _output_lines(labelled, data.source.name, opts.self_renderings)
     provenance = prepare_provenance(
         opts,
         source=data.source,
@@ -243,6 +247,10 @@ def _check_options(opts: PrepareOptions, *, generate: Any, tokenizer: Any) -> No
     bad = [v for v in opts.renderings if v not in VERBOSITY]
     if bad:
         raise PrepareError(f"--renderings {','.join(opts.renderings)}: choose from {', '.join(VERBOSITY)}")
+    extra = [v for v in opts.self_renderings if v not in opts.renderings]
+    if extra:
+        raise PrepareError(f"--self-renderings {','.join(extra)}: not in --renderings "
+                           f"{','.join(opts.renderings) or '(none)'}; a self row is one of the renderings")
     unknown = [s for s in opts.styles if s not in SAMPLE_STYLES]
     if unknown or not opts.styles:
         raise PrepareError(f"--styles {','.join(opts.styles)}: choose from {', '.join(SAMPLE_STYLES)}")
@@ -412,8 +420,11 @@ def _drop_long_prompts(
     return [r for r, _ in kept], [n for _, n in kept]
 
 
-def _output_lines(labelled: _Labelled, source_name: str) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    """``(SFT lines, GRPO lines, GRPO rows with their difficulty source)`` for the labelled rows."""
+def _output_lines(
+    labelled: _Labelled, source_name: str, self_renderings: tuple[str, ...] = ()
+) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """``(SFT lines, GRPO lines, GRPO rows with their difficulty source)`` for the labelled rows. A rendering
+    in ``self_renderings`` is a self row (its budget trained), every other one pre-filled."""
     sft_lines, grpo_lines, out_rows = [], [], []
     for r in labelled.rows:
         lab = labelled.labels[r.id]
@@ -427,7 +438,8 @@ def _output_lines(labelled: _Labelled, source_name: str) -> tuple[list[str], lis
             sft = {**base, "completion": completion, **common, **extra}
             sft_lines.append(json.dumps(sft, ensure_ascii=False))
         for rendering, _budget, completion in labelled.rendered.get(r.id, ()):
-            sft = {**base, "completion": completion, **common, "prefilled": True, "rendering": rendering}
+            prefilled = rendering not in self_renderings
+            sft = {**base, "completion": completion, **common, "prefilled": prefilled, "rendering": rendering}
             sft_lines.append(json.dumps(sft, ensure_ascii=False))
     return sft_lines, grpo_lines, out_rows
 

@@ -199,6 +199,8 @@ def render_report(report: dict[str, Any]) -> Any:
         r = report["renderings"]
         lengths = ", ".join(f"{v} {n:g}" for v, n in r["mean_budget"].items())
         skipped = f"; {r['skipped']} rows had no re-renderable solution (report.json: renderings)" if r["skipped"] else ""
-        parts.append(f"renderings: {r['rows']} pre-filled SFT rows from {r['questions']} questions "
+        own = r.get("self") or []
+        kind = f"SFT rows ({', '.join(own)} as self rows, the rest pre-filled)" if own else "pre-filled SFT rows"
+        parts.append(f"renderings: {r['rows']} {kind} from {r['questions']} questions "
                      f"(mean budget {lengths}){skipped}")  # fmt: skip
     return Group(*parts)
