@@ -51,6 +51,9 @@ class DemoOptions:
     reading_tokens: int = 0
     reading_samples: int = 0
     prefill_budgets: tuple[int, ...] = (8, 16, 32, 64, 128)  # the report's pre-fill sweep
+    #: the sweep (and its guarded repeat) runs on the first this-many eval questions: 2 × 5 budgets × 30
+    #: questions were 300 of the eval's 420 generations, the most of its 6 min
+    sweep_questions: int = 16
     max_new_tokens: int = 160
     quant: str | None = None  # None: the recipe's export.quant
     seed: int = 0
@@ -59,7 +62,7 @@ class DemoOptions:
     @classmethod
     def quick(cls, **kw) -> DemoOptions:
         return cls(train_questions=20, eval_questions=10, sft_epochs=2.0, grpo_steps=2, max_new_tokens=96,
-                   prefill_budgets=(16, 64), **kw)
+                   prefill_budgets=(16, 64), sweep_questions=10, **kw)
 
 
 def _stage(console, n: int, total: int, title: str) -> float:
@@ -137,11 +140,11 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
                                baseline=baseline, **common), console)
     trained = run_eval(EvalOptions(model=str(run), out=str(out / "eval-trained"), mode="self",
                                    baseline=baseline, **common), console)
+    swept = {**common, "budgets": list(opts.prefill_budgets), "limit": min(opts.sweep_questions, e["limit"])}
     sweep = run_eval(EvalOptions(model=str(run), out=str(out / "eval-prefill"), mode="prefill", baseline=baseline,
-                                 **{**common, "budgets": list(opts.prefill_budgets)}), console)
+                                 **swept), console)
     guarded = run_eval(EvalOptions(model=str(run), out=str(out / "eval-prefill-guard"), mode="prefill",
-                                   baseline=baseline, **{**common, "budgets": list(opts.prefill_budgets),
-                                                          "budget_guard": "band"}), console)  # fmt: skip
+                                   baseline=baseline, **{**swept, "budget_guard": "band"}), console)
     frontier = plot_frontier({"base (plain prompt)": base["summary"]["overall"],
                               "base (brief prompt)": brief["summary"]["overall"],
                               "SFT + GRPO (own budget)": trained["summary"]["overall"]},
@@ -254,6 +257,11 @@ def _cold_start_line(o: dict[str, Any]) -> str:
     return line + f"; {epochs:g} epoch{'s' * (epochs != 1)}, then {steps} GRPO step{'s' * (steps != 1)}."
 
 
+def _swept(summary: dict[str, Any]) -> int:
+    """How many questions each pre-filled budget of the report's sweep ran on."""
+    return next(iter(summary["prefill_sweep"]["by_prefill_budget"].values()))["questions"]
+
+
 def render_demo_report(
     summary: dict[str, Any], base: dict, brief: dict, sft: dict, trained: dict, sweep: dict, guarded: dict
 ) -> str:
@@ -283,7 +291,7 @@ def render_demo_report(
         "",
         "## Pre-filled budgets: does the budget set the length?",
         "",
-        "Each row forces `<budget>N</budget><solution>` on every question; `slope` is the OLS slope of solution "
+        f"Each row forces `<budget>N</budget><solution>` on each of the first {_swept(summary)} held-out problems; `slope` is the OLS slope of solution "
         "length on N (1.0 = the length follows the budget), `±50%` the share within half of N either way.",
         "",
         markdown_table([(f"budget {b}", o) for b, o in sweep["summary"]["by_prefill_budget"].items()], "pre-filled"),

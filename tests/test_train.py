@@ -15,11 +15,12 @@ import pytest
 from typer.testing import CliRunner
 
 from sblite.cli import app
-from sblite.data.prepared import PreparedDataError, load_prepared
+from sblite.data.prepared import PreparedDataError, check_renderings, load_prepared
 from sblite.recipes import load_recipe
 from sblite.train import TrainingError
 from sblite.train.callbacks import ZERO_SIGNAL_PATIENCE, ZeroSignalGuard, format_log_line
 from sblite.train.datasets import check_completion_length
+from sblite.train.run import run_training
 
 runner = CliRunner()
 
@@ -82,6 +83,37 @@ def test_bad_jsonl_line_is_named(tmp_path):
     (tmp_path / "grpo.jsonl").write_text("")
     with pytest.raises(PreparedDataError, match=r"sft.jsonl:2: not JSON"):
         load_prepared(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "recipe_sets, rows, refused",
+    [
+        ([], [("short", True)], None),  # no renderings in the recipe: the data's own rows train
+        (["data.renderings=[short,reference]"], [("short", True), ("reference", True)], None),
+        (["data.renderings=[short,reference]", "data.self_renderings=[reference]"],
+         [("short", True), ("reference", False)], None),
+        (["data.renderings=[short,reference]"], [("short", True)], r"rendered rows \['short'\], but data.renderings"),
+        (["data.renderings=[short]"], [], "rendered rows none, but data.renderings is"),
+        (["data.renderings=[short,reference]", "data.self_renderings=[reference]"],
+         [("short", True), ("reference", True)], "its reference rows are pre-filled, but data.self_renderings"),
+        (["data.renderings=[short]"], [("short", False)], "its short rows are self rows, but data.self_renderings"),
+    ],
+)
+def test_recipe_renderings_the_prepared_data_lacks_are_refused_before_training(tmp_path, recipe_sets, rows, refused):
+    """A recipe's ``data.renderings``/``data.self_renderings`` are prepare settings: training on a directory
+    prepared otherwise would not honour them, so ``run_training`` stops (before any model loads) with the fix."""
+    sft = [{"question": "q", "answer": "1", "completion": "<budget>3</budget><solution>1</solution>",
+            "rendering": v, "prefilled": p} for v, p in rows]  # fmt: skip
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sft))
+    (tmp_path / "d" / "grpo.jsonl").write_text("")
+    cfg = load_recipe("tiny-cpu", [f"data.path={tmp_path / 'd'}", f"output_dir={tmp_path / 'run'}", *recipe_sets])
+    if refused:
+        with pytest.raises(TrainingError, match=refused):
+            run_training(cfg)
+        assert not (tmp_path / "run").exists()
+    else:
+        check_renderings(load_prepared(tmp_path / "d"), cfg.data.renderings, cfg.data.self_renderings)
 
 
 @pytest.mark.parametrize(

@@ -114,3 +114,36 @@ def load_prepared(path: str | Path) -> PreparedData:
     report = root / REPORT_FILE
     sha = sha256_file(report) if report.is_file() else None
     return PreparedData(root, read_jsonl(files[SFT_FILE]), read_jsonl(files[GRPO_FILE]), sha)
+
+
+def check_renderings(data: PreparedData, renderings: list[str], self_renderings: list[str]) -> None:
+    """``PreparedDataError`` when a recipe that names ``data.renderings`` trains on a prepared directory whose
+    rendered rows differ from them, or from ``data.self_renderings`` (which of them are self rows): the
+    recipe's setting would not be honoured. A recipe without renderings trains on whatever the directory has.
+
+    >>> d = PreparedData(Path("p"), [{"rendering": "short", "prefilled": True}], [], None)
+    >>> check_renderings(d, ["short"], [])
+    >>> check_renderings(d, ["short"], ["short"])
+    Traceback (most recent call last):
+    ...
+    sblite.data.prepared.PreparedDataError: p/sft.jsonl: its short rows are pre-filled, but data.self_renderings \
+makes short a self row; re-run `sblite prepare --recipe … --force` so the data matches the recipe
+    """
+    if not renderings:
+        return
+    found: dict[str, bool] = {}
+    for row in data.sft:
+        if "rendering" in row:
+            found[row["rendering"]] = bool(row.get("prefilled"))
+    fix = "re-run `sblite prepare --recipe … --force` so the data matches the recipe"
+    if set(found) != set(renderings):
+        raise PreparedDataError(
+            f"{data.path / SFT_FILE}: rendered rows {sorted(found) or 'none'}, but data.renderings is "
+            f"{renderings}; {fix}"
+        )
+    for v, prefilled in found.items():
+        if prefilled == (v in self_renderings):
+            now, want = ("pre-filled", "a self row") if prefilled else ("self rows", "pre-filled")
+            raise PreparedDataError(
+                f"{data.path / SFT_FILE}: its {v} rows are {now}, but data.self_renderings makes {v} {want}; {fix}"
+            )

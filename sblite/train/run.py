@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sblite.config import Recipe
-from sblite.data.prepared import PreparedData, PreparedDataError, load_prepared
+from sblite.data.prepared import PreparedData, PreparedDataError, check_renderings, load_prepared
 from sblite.provenance import git_commit, package_versions
 from sblite.rundir import RunDir
 from sblite.train import TrainingError, ZeroSignalStop
@@ -327,6 +327,7 @@ def run_training(
         raise TrainingError("no data: pass --data DIR (a `sblite prepare` output) or set data.path")
     try:
         data = load_prepared(cfg.data.path)
+        check_renderings(data, cfg.data.renderings, cfg.data.self_renderings)
     except PreparedDataError as err:
         raise TrainingError(str(err)) from None
     if "grpo" in cfg.stages:
