@@ -48,6 +48,7 @@ class DemoOptions:
     #: sized to fit the demo (16 questions, 2 epochs, reading_samples 20) it made the model worse, not bound
     #: (pre-fill slope -0.01, self-mode accuracy 5%: benchmarks/results/demo_adoption.md), and took 17 min
     renderings: tuple[str, ...] = ()
+    self_renderings: tuple[str, ...] = ()  # of renderings, the self rows (budget trained): data.self_renderings
     reading_tokens: int = 0
     reading_samples: int = 0
     prefill_budgets: tuple[int, ...] = (8, 16, 32, 64, 128)  # the report's pre-fill sweep
@@ -98,6 +99,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
         "data.path": prepared, "output_dir": run, "sft.num_train_epochs": opts.sft_epochs,
         "grpo.max_steps": opts.grpo_steps, "grpo.num_completions_to_print": 1, "model.name_or_path": opts.model,
         **({"data.renderings": f"[{','.join(opts.renderings)}]"} if opts.renderings else {}),
+        **({"data.self_renderings": f"[{','.join(opts.self_renderings)}]"} if opts.self_renderings else {}),
         **({"sft.budget_reading_tokens": opts.reading_tokens, "sft.budget_reading_samples": opts.reading_samples,
             # reading rows train in batches of their own, every digit count mixed (train/datasets.py)
             "sft.trl_args.train_sampling_strategy": "group_by_length"} if opts.reading_tokens else {}),
@@ -248,8 +250,12 @@ def _cold_start_line(o: dict[str, Any]) -> str:
     """What the budget SFT trained on, in the report's words."""
     line = (f"Budget SFT: {o['train_questions']} questions, the base model's own correct answers (k={o['k']}, "
             f"styles {', '.join(o['styles'])})")
-    if o["renderings"]:
-        line += f", each worked solution re-said as {', '.join(o['renderings'])} (pre-filled rows, `data.renderings`)"
+    own = o.get("self_renderings") or ()
+    if pre := [v for v in o["renderings"] if v not in own]:
+        line += f", each worked solution re-said as {', '.join(pre)} (pre-filled rows, `data.renderings`)"
+    if own:
+        line += (f", {'and ' * (not pre)}each worked solution as {', '.join(own)} with its length as the budget the "
+                 "model states (self rows, `data.self_renderings`)")
     if o["reading_tokens"]:
         line += (f", and budget-reading rows ({o['reading_tokens']} solution tokens each, {o['reading_samples']} "
                  "drawn budgets per question: `sft.budget_reading_tokens`, `sft.budget_reading_samples`)")
@@ -269,7 +275,7 @@ def render_demo_report(
 
     t = summary["timings_s"]
     lines = [
-        "# sblite demo: SelfBudgeter on SmolLM2-135M (CPU)",
+        f"# sblite demo: SelfBudgeter on {summary['options']['model']} (CPU)",
         "",
         f"Total {t['total'] / 60:.1f} min: " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items() if k != "total") + ".",
         "",

@@ -1,0 +1,33 @@
+"""``sblite demo`` end to end on the tiny random model: every stage runs, the report says what was trained and
+on how many questions each part was measured. (The tiny model never answers right, so its SFT rows come from
+the renderings: the self rows of ``data.self_renderings`` are what it learns its own budget from.)"""
+
+from __future__ import annotations
+
+import json
+
+from sblite.data.prepared import load_prepared
+from sblite.demo import DemoOptions, run_demo
+
+
+def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
+    out = tmp_path / "demo"
+    opts = DemoOptions(out=str(out), model="builtin:tiny-random", train_questions=6, k=2, eval_questions=5,
+                       sweep_questions=3, sft_epochs=1.0, grpo_steps=1, max_new_tokens=24, prefill_budgets=(8, 16),
+                       renderings=("short", "reference"), self_renderings=("reference",))  # fmt: skip
+    summary = run_demo(opts)
+
+    sft = load_prepared(out / "prepared").sft
+    assert sorted((r["rendering"], r["prefilled"]) for r in sft) == [("reference", False)] * 6 + [("short", True)] * 6
+    assert (out / "run" / "sft" / "adapter_config.json").is_file() and (out / "run" / "grpo").is_dir()
+    assert summary["trained"]["questions"] == 5 and summary["base_brief"]["questions"] == 5
+    by_budget = summary["prefill_sweep"]["by_prefill_budget"]
+    assert sorted(by_budget) == ["16", "8"] and {b["questions"] for b in by_budget.values()} == {3}
+    assert {b["questions"] for b in summary["prefill_sweep_guarded"]["by_prefill_budget"].values()} == {3}
+    assert (out / "frontier.png").stat().st_size > 0 and summary["export"]["gguf"].endswith(".gguf")
+
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert report.startswith("# sblite demo: SelfBudgeter on builtin:tiny-random (CPU)")
+    assert "re-said as short (pre-filled rows" in report and "reference with its length as the budget" in report
+    assert "on each of the first 3 held-out problems" in report and "| budget 16 | 3 |" in report
+    assert json.loads((out / "demo.json").read_text())["options"]["self_renderings"] == ["reference"]
