@@ -14,6 +14,8 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
   with ``sft.budget_reading_samples`` drawn budgets per question (``--reading-samples``);
 - ``our SFT + self reference``: the same with ``--self-renderings`` (``data.self_renderings``) written as self
   rows, so the budget the model states for itself is that rendering's length for the question it reads;
+  ``… + stating rows``: that with ``sft.budget_stating_rows`` (``--stating-rows``) copies of each self row cut
+  after its budget, loss on the budget only;
 - ``+ GRPO``: budget-guided GRPO from our SFT adapter (``--grpo-steps``, the recipe's α schedule);
 - ``+ pre-filled GRPO``: the same with ``grpo.prefill_fraction`` of the prompts carrying a forced budget;
 - ablations of each switch: our SFT without the renderings, without the budget-reading rows; with
@@ -66,11 +68,14 @@ def rows_for(args) -> list[Row]:
     reading = (f"sft.budget_reading_tokens={args.reading_tokens}", f"sft.budget_reading_samples={args.reading_samples}",
                "sft.trl_args.train_sampling_strategy=group_by_length")
     prefill = (f"grpo.prefill_fraction={args.prefill_fraction}", f"grpo.prefill_range=[{args.prefill_range}]")
+    own = "/".join(args.self_renderings.split(",")) if args.self_renderings else ""
     rows = [
         Row("paper SFT", "paper", ("stages=[sft]",)),
         Row("our SFT", "ours", ("stages=[sft]", *reading)),
-        *([Row(f"our SFT + self {'/'.join(args.self_renderings.split(','))}", "ours-self", ("stages=[sft]", *reading))]
-          if args.self_renderings else []),
+        *([Row(f"our SFT + self {own}", "ours-self", ("stages=[sft]", *reading))] if own else []),
+        *([Row(f"our SFT + self {own} + stating rows", "ours-self",
+               ("stages=[sft]", *reading, f"sft.budget_stating_rows={args.stating_rows}"))]
+          if own and args.stating_rows else []),
         Row("+ GRPO", "ours", ("stages=[grpo]",), start_from="our SFT"),
         Row("+ pre-filled GRPO", "ours", ("stages=[grpo]", *prefill), start_from="our SFT"),
         Row("ablation: our SFT − renderings", "sampled", ("stages=[sft]", *reading)),
@@ -133,6 +138,8 @@ def main() -> None:
     ap.add_argument("--self-renderings", default="reference",
                     help="a row 'our SFT + self …': our SFT with these renderings as self rows (data.self_renderings); "
                          "'' drops the row")
+    ap.add_argument("--stating-rows", type=int, default=2,
+                    help="a row '… + stating rows': 'our SFT + self …' with sft.budget_stating_rows; 0 drops the row")
     ap.add_argument("--reading-tokens", type=int, default=3, help="our SFT's sft.budget_reading_tokens")
     ap.add_argument("--reading-samples", type=int, default=20, help="our SFT's sft.budget_reading_samples")
     ap.add_argument("--prefill-fraction", type=float, default=0.5)

@@ -147,7 +147,7 @@ class SFTStage(_TrainerStage):
 
     #: budget_reading_*: extra rows built by sblite (train/datasets.build_sft_dataset)
     SBLITE_ONLY: ClassVar[frozenset[str]] = frozenset(
-        {"trl_args", "budget_reading_tokens", "budget_reading_samples", "budget_reading_epochs"}
+        {"trl_args", "budget_reading_tokens", "budget_reading_samples", "budget_reading_epochs", "budget_stating_rows"}
     )
 
     learning_rate: float = Field(2e-4, gt=0)
@@ -173,6 +173,13 @@ class SFTStage(_TrainerStage):
         "follows (cold_start_phase.md)",
     )
 
+    budget_stating_rows: int = Field(
+        0, ge=0, description="0: off. M: every self row (its budget trained, not pre-filled) also gives M copies of "
+        "a row that ends after `<budget>N</budget><solution>`, loss on those tags only: the budget the model "
+        "states for the question, which a full row averages into its solution's loss. Trained among the "
+        "budget-reading rows under group_by_length (one shared length)",
+    )
+
     @model_validator(mode="after")
     def _reading_samples_need_tokens(self) -> SFTStage:
         if self.budget_reading_samples and not self.budget_reading_tokens:
@@ -180,7 +187,7 @@ class SFTStage(_TrainerStage):
                 f"sft.budget_reading_samples={self.budget_reading_samples} builds budget-reading rows, which need "
                 "sft.budget_reading_tokens >= 1 (how many solution tokens each trains); e.g. sft.budget_reading_tokens=3"
             )
-        if (self.budget_reading_tokens and self.trl_args.get("remove_unused_columns")
+        if ((self.budget_reading_tokens or self.budget_stating_rows) and self.trl_args.get("remove_unused_columns")
                 and self.trl_args.get("train_sampling_strategy") == "group_by_length"):
             raise ValueError(
                 "sft.trl_args.remove_unused_columns: true drops the budget-reading rows' shared length column, so "

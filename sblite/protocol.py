@@ -353,6 +353,22 @@ def encode_training_example(
     return head + body + tail, [0] * (len(head) + given) + [1] * (len(body) - given + len(tail))
 
 
+def encode_budget_stating(
+    tokenizer: Any, question: str, completion: str, *, system_prompt: str | None = SYSTEM_PROMPT,
+    instruction_in_user: bool = False,
+) -> tuple[list[int], list[int]]:
+    """``(input_ids, completion_mask)`` of a budget-stating row: ``encode_training_example``'s ids cut after
+    ``<budget>N</budget><solution>``, the mask 1 on those tags only. It trains just the budget the model states
+    for the question it reads, which a full row averages into the loss of its whole solution."""
+    ids, mask = encode_training_example(tokenizer, question, completion, system_prompt=system_prompt,
+                                        instruction_in_user=instruction_in_user)  # fmt: skip
+    split = split_completion_ids(tokenizer, completion)
+    if split is None:
+        raise ValueError("a budget-stating row needs a completion that opens with <budget>N</budget><solution>")
+    end = mask.index(1) + len(split[0])
+    return ids[:end], mask[:end]
+
+
 def encode_budget_reading(tokenizer: Any, completion: str, k: int) -> tuple[list[int], list[int]]:
     """``(input_ids, completion_mask)`` of a budget-reading row: ``<budget>N</budget><solution>`` alone (no
     prompt, ids as ``encode_completion`` splits them) then the first ``k`` solution tokens, the mask 1 on

@@ -254,6 +254,36 @@ def test_a_prefilled_sft_row_learns_only_the_solution_after_the_prefilled_prompt
         assert all(lab == tok_id for lab, tok_id in zip(labels[first:], ids[first:], strict=False) if lab != -100)
 
 
+def test_a_budget_stating_row_is_the_prefilled_prompt_eval_feeds_with_loss_on_the_budget_only(
+    model_dir, tmp_path, capture_sft_batches
+):
+    """``sft.budget_stating_rows``: through the real ``SFTTrainer``, each self row also trains a sequence that is
+    exactly the ids ``sblite eval --mode prefill`` feeds for its budget, labelled from the end of the prompt:
+    the model learns which ``<budget>N</budget><solution>`` to write for the question, and nothing after it. A
+    pre-filled row (its budget the user's) gives none."""
+    from transformers import AutoTokenizer
+
+    from sblite.data.synthetic import write_jsonl
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    data = write_prepared(tmp_path / "data", tok, n=4)
+    rows = load_prepared(data).sft
+    write_jsonl([{**r, "prefilled": i == 3} for i, r in enumerate(rows)], data / "sft.jsonl")
+    cfg = _recipe(model_dir, data, tmp_path / "run", "stages=[sft]", "sft.max_steps=1", "sft.budget_stating_rows=2",
+                  "sft.per_device_train_batch_size=10")  # fmt: skip
+    run_training(cfg)
+    trained = list(zip(capture_sft_batches.rows, capture_sft_batches.labels, strict=True))
+    assert len(trained) == 4 + 2 * 3
+    for i, r in enumerate(rows):
+        budget = protocol.parse_completion(r["completion"]).budget
+        prompt = protocol.encode_prompt(tok, protocol.render_prompt(tok, r["question"]))
+        prefilled = protocol.encode_prompt(tok, protocol.render_prompt(tok, r["question"], budget=budget))
+        stating = [lab for ids, lab in trained if ids == prefilled]
+        assert len(stating) == (0 if i == 3 else 2)
+        for lab in stating:
+            assert lab == [-100] * len(prompt) + prefilled[len(prompt):]
+
+
 def test_group_by_length_mixes_budgets_of_every_digit_count_in_each_budget_reading_batch(
     smol_shaped_dir, tmp_path, capture_sft_batches
 ):

@@ -435,6 +435,38 @@ def test_sft_budget_reading_tokens_adds_one_short_row_per_sft_row(tiny_prepared_
         assert len(reading["input_ids"]) == len(given) + k
 
 
+@pytest.mark.parametrize("m", [1, 3])
+def test_sft_budget_stating_rows_add_m_rows_per_self_row_ending_after_the_budget(tiny_prepared_dir, tiny_tokenizer, m):
+    """``sft.budget_stating_rows``: each self row (not pre-filled) gives m copies of its own ids cut after
+    ``<budget>N</budget><solution>``, loss on those tags only, all with one shared ``length`` (for
+    group_by_length); a pre-filled row gives none."""
+    from sblite import protocol
+    from sblite.train.datasets import LENGTH_COLUMN, build_sft_dataset
+
+    rows = [{**r, "prefilled": i % 2 == 1} for i, r in enumerate(load_prepared(tiny_prepared_dir).sft)]
+    ds = list(build_sft_dataset(rows, load_recipe("tiny-cpu", [f"sft.budget_stating_rows={m}"]), tiny_tokenizer))
+    own = [r for r in rows if not r["prefilled"]]
+    assert len(ds) == len(rows) + m * len(own)
+    stating = [e for e in ds if tiny_tokenizer.decode(e["input_ids"]).endswith(protocol.SOLUTION_OPEN)]
+    assert len(stating) == m * len(own) and len({e[LENGTH_COLUMN] for e in stating}) == 1
+    # what `sblite eval --mode prefill` feeds for the row's budget, built the eval's way
+    fed = [protocol.encode_prompt(tiny_tokenizer, protocol.render_prompt(
+        tiny_tokenizer, r["question"], budget=protocol.parse_completion(r["completion"]).budget)) for r in own]
+    assert sorted(e["input_ids"] for e in stating) == sorted(fed * m)
+    for e in stating:
+        start = e["completion_mask"].index(1)
+        assert set(e["completion_mask"][start:]) == {1}
+        assert tiny_tokenizer.decode(e["input_ids"][start:]).startswith(protocol.BUDGET_OPEN)
+
+
+def test_budget_stating_rows_without_a_self_row_is_an_error_naming_the_fix(tiny_prepared_dir, tiny_tokenizer):
+    from sblite.train.datasets import build_sft_dataset
+
+    rows = [{**r, "prefilled": True} for r in load_prepared(tiny_prepared_dir).sft]
+    with pytest.raises(TrainingError, match="every SFT row is pre-filled, so none states its own budget; set it to 0"):
+        build_sft_dataset(rows, load_recipe("tiny-cpu", ["sft.budget_stating_rows=2"]), tiny_tokenizer)
+
+
 @pytest.mark.parametrize(
     ("budgets", "drawn", "expected"),
     [

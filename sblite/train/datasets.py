@@ -32,11 +32,13 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
     labels): ``protocol.encode_training_example`` keeps the pre-fill boundary where inference has it. A row
     marked ``prefilled`` (``data.renderings``) trains the solution after a budget given as context; with
     ``sft.budget_reading_tokens`` each row also gives a short prompt-less row (``protocol.encode_budget_reading``),
-    and ``sft.budget_reading_samples`` adds more at drawn budgets (``budget_reading_draws``).
+    and ``sft.budget_reading_samples`` adds more at drawn budgets (``budget_reading_draws``). With
+    ``sft.budget_stating_rows`` M, each self row (not pre-filled) also gives M rows that end after its budget
+    (``protocol.encode_budget_stating``), trained among the reading rows.
 
     With ``sft.budget_reading_epochs`` > 0 the budget-reading rows are a phase of their own: the default call
     gives the full rows only and ``reading_phase=True`` gives the reading rows only (``None`` when there are
-    none); with 0 the default call gives both, mixed. With budget-reading rows every example also has a
+    none); with 0 the default call gives both, mixed. With budget-reading or -stating rows every example also has a
     ``length`` column for ``group_by_length`` (``shared_reading_length``; ``keep_columns`` keeps it for TRL)."""
     from datasets import Dataset
 
@@ -44,12 +46,16 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
         raise TrainingError("the prepared sft.jsonl is empty: no question had a correct labelled response")
     separate = cfg.sft.budget_reading_epochs > 0
     full, reading = [], []
-    k = cfg.sft.budget_reading_tokens
+    k, stating = cfg.sft.budget_reading_tokens, cfg.sft.budget_stating_rows
     for r in rows:
         try:
             ids, mask = protocol.encode_training_example(
                 tokenizer, r["question"], r["completion"], prefilled=bool(r.get("prefilled")), **prompt_options(cfg)
             )
+            if stating and not r.get("prefilled"):
+                ids_s, mask_s = protocol.encode_budget_stating(
+                    tokenizer, r["question"], r["completion"], **prompt_options(cfg))  # fmt: skip
+                full += [{"input_ids": ids_s, "completion_mask": mask_s, LENGTH_COLUMN: None}] * stating
         except ValueError as err:
             raise TrainingError(f"SFT example {r.get('id')!r}: {err}") from None
         full.append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: len(ids)})
@@ -59,9 +65,12 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
     for budget, completion in budget_reading_draws(rows, cfg.sft.budget_reading_samples, seed=cfg.sft.seed):
         ids, mask = protocol.encode_budget_reading(tokenizer, protocol.with_budget(completion, budget), k)
         (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: None})
+    if stating and all(r.get("prefilled") for r in rows):
+        raise TrainingError(f"sft.budget_stating_rows={stating}: every SFT row is pre-filled, so none states its own "
+                            "budget; set it to 0, or prepare self rows (sampled answers, data.self_renderings)")
     if reading_phase:
         return Dataset.from_list(shared_reading_length(reading)) if reading else None
-    if not k:  # the paper's rows: no length column
+    if not (k or stating):  # the paper's rows: no length column
         return Dataset.from_list([{c: e[c] for c in ("input_ids", "completion_mask")} for e in full])
     return Dataset.from_list(shared_reading_length(full))
 
