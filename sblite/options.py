@@ -12,6 +12,7 @@ Only pydantic/PyYAML are imported here: resolving must stay instant.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,12 @@ def _validate(mapping: dict[str, str], values: dict[str, Any], origin: dict[str,
             checked = model.model_validate({n: values[o] for n, o in names.items()})
         except ValidationError as err:
             e = err.errors()[0]
-            option = names.get(str(e["loc"][0]) if e["loc"] else "", next(iter(names.values())))
+            if not e["loc"]:  # a cross-field check: each key it names gets where its value came from
+                msg = e["msg"].removeprefix("Value error, ")
+                for n, o in names.items():
+                    msg = re.sub(rf"\b{re.escape(f'{section}.{n}')}\b", f"{section}.{n} ({origin[o]})", msg)
+                raise RecipeError(msg) from None
+            option = names.get(str(e["loc"][0]), next(iter(names.values())))
             if e["type"] == "literal_error":
                 msg = "choose " + str(e["ctx"]["expected"]).replace("'", "")
             else:

@@ -105,3 +105,20 @@ def test_doctor_fails_when_math_verify_does_not_import(monkeypatch):
     assert result.exit_code == 1, result.output
     row = next(line for line in result.output.splitlines() if "math-verify" in line)
     assert "fail" in row and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--renderings", "short", "--self-renderings", "reference"],
+         "data.self_renderings (--self-renderings) reference not in data.renderings (--renderings) ['short']"),
+        (["--recipe", "smollm2-135m", "--self-renderings", "reference"],
+         "data.self_renderings (--self-renderings) reference not in data.renderings (default) []"),
+        (["--self-renderings", "chatty", "--renderings", "chatty"], "--renderings ['chatty']: unknown rendering"),
+    ],
+)
+def test_a_cross_field_error_names_each_flag_it_involves(args, needle, tmp_path):
+    """A check across two settings names where each value came from (a flag, the recipe, a default), not the
+    first option of the section."""
+    result = runner.invoke(app, ["prepare", "--dataset", "arith", "--out", str(tmp_path / "p"), "--dry-run", *args])
+    assert result.exit_code != 0 and needle in " ".join(result.output.split()), result.output
