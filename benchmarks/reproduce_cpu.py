@@ -15,7 +15,7 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
 - ``our SFT + self reference``: the same with ``--self-renderings`` (``data.self_renderings``) written as self
   rows, so the budget the model states for itself is that rendering's length for the question it reads;
   ``… + stating rows``: that with ``sft.budget_stating_rows`` (``--stating-rows``) copies of each self row cut
-  after its budget, loss on the budget only;
+  after its budget, loss on the budget only, and ``+ GRPO from stating-rows SFT``: budget-guided GRPO from it;
 - ``+ GRPO``: budget-guided GRPO from our SFT adapter (``--grpo-steps``, the recipe's α schedule);
 - ``+ pre-filled GRPO``: the same with ``grpo.prefill_fraction`` of the prompts carrying a forced budget;
 - ablations of each switch: our SFT without the renderings, without the budget-reading rows; with
@@ -76,6 +76,8 @@ def rows_for(args) -> list[Row]:
         *([Row(f"our SFT + self {own} + stating rows", "ours-self",
                ("stages=[sft]", *reading, f"sft.budget_stating_rows={args.stating_rows}"))]
           if own and args.stating_rows else []),
+        *([Row("+ GRPO from stating-rows SFT", "ours-self", ("stages=[grpo]",),
+               start_from=f"our SFT + self {own} + stating rows")] if own and args.stating_rows else []),
         Row("+ GRPO", "ours", ("stages=[grpo]",), start_from="our SFT"),
         Row("+ pre-filled GRPO", "ours", ("stages=[grpo]", *prefill), start_from="our SFT"),
         Row("ablation: our SFT − renderings", "sampled", ("stages=[sft]", *reading)),
@@ -268,8 +270,9 @@ def main() -> None:
             "beats_brief": {"budget": int(b), "tokens": near["mean_generated_tokens"], "accuracy": near["accuracy"],
                             "brief_tokens": brief["mean_generated_tokens"], "brief_accuracy": brief["accuracy"]},
         }  # fmt: skip
-    grpo_vs_sft = {n: {"accuracy": arith[n]["overall"]["accuracy"], "sft": arith["our SFT"]["overall"]["accuracy"]}
-                   for n in runs if n.startswith("+")}  # fmt: skip
+    grpo_vs_sft = {r.name: {"accuracy": arith[r.name]["overall"]["accuracy"], "from": r.start_from,
+                            "sft": arith[r.start_from]["overall"]["accuracy"]}
+                   for r in trained if r.start_from}  # fmt: skip
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
