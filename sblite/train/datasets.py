@@ -47,6 +47,9 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
     separate = cfg.sft.budget_reading_epochs > 0
     full, reading = [], []
     k, stating = cfg.sft.budget_reading_tokens, cfg.sft.budget_stating_rows
+    if stating and all(r.get("prefilled") for r in rows):
+        raise TrainingError(f"sft.budget_stating_rows={stating}: every SFT row is pre-filled, so none states its own "
+                            "budget; set it to 0, or prepare self rows (sampled answers, data.self_renderings)")
     for r in rows:
         try:
             ids, mask = protocol.encode_training_example(
@@ -65,9 +68,6 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
     for budget, completion in budget_reading_draws(rows, cfg.sft.budget_reading_samples, seed=cfg.sft.seed):
         ids, mask = protocol.encode_budget_reading(tokenizer, protocol.with_budget(completion, budget), k)
         (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: None})
-    if stating and all(r.get("prefilled") for r in rows):
-        raise TrainingError(f"sft.budget_stating_rows={stating}: every SFT row is pre-filled, so none states its own "
-                            "budget; set it to 0, or prepare self rows (sampled answers, data.self_renderings)")
     if reading_phase:
         return Dataset.from_list(shared_reading_length(reading)) if reading else None
     if not (k or stating):  # the paper's rows: no length column
@@ -97,7 +97,7 @@ def keep_columns(dataset, trl_args: dict[str, Any]) -> dict[str, Any]:
 
 def shared_reading_length(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``examples`` whose ``length`` column (read by ``train_sampling_strategy: group_by_length``) is a full
-    row's true length and, for every budget-reading row (``length`` None), one shared value.
+    row's true length and, for every budget-reading or budget-stating row (``length`` None), one shared value.
 
     Grouping by the true length would sort the reading rows by their budget's digit count (``<budget>8`` is one
     token shorter than ``<budget>64``, two shorter than ``<budget>128``), so no batch would hold a 2- and a
