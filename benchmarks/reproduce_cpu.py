@@ -1,6 +1,7 @@
 """Reproduce SelfBudgeter on this CPU: SmolLM2-135M on graded arithmetic, the paper's recipe against sblite's.
 
-    OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py                 # ≤ 2 hours on 2 cores
+    OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --train-questions 40 --eval-questions 40 \
+        --sweep-questions 16 --held-out-questions 20 --grpo-steps 16 --guard off   # ≤ 2 hours on 2 cores
     OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --quick         # minutes: a smoke test of the script
 
 Rows (each a library call of the CLI's own functions; the work dir caches every finished step):
@@ -10,17 +11,19 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
   correct answer per question (``--styles plain --targets shortest``), budget = its token length;
 - ``our SFT``: sampled under plain *and* brief instructions, every distinct correct answer a row
   (``--targets all``), plus each worked solution re-said at ``--levels`` as pre-filled rows
-  (``data.renderings``) and the budget-reading rows of ``sft.budget_reading_tokens`` (``--reading-tokens``),
-  with ``sft.budget_reading_samples`` drawn budgets per question (``--reading-samples``);
-- ``our SFT + self reference``: the same with ``--self-renderings`` (``data.self_renderings``) written as self
-  rows, so the budget the model states for itself is that rendering's length for the question it reads;
-  ``… + stating rows``: that with ``sft.budget_stating_rows`` (``--stating-rows``) copies of each self row cut
-  after its budget, loss on the budget only, and ``+ GRPO from stating-rows SFT``: budget-guided GRPO from it;
+  (``data.renderings``), the renderings ``--self-renderings`` written as self rows instead
+  (``data.self_renderings``: the budget the model states for itself is that rendering's length for the
+  question it reads), ``--stating-rows`` copies of each self row cut after its budget with loss on the budget
+  only (``sft.budget_stating_rows``), and the budget-reading rows of ``sft.budget_reading_tokens``
+  (``--reading-tokens``) at ``sft.budget_reading_samples`` drawn budgets per question (``--reading-samples``);
 - ``+ GRPO``: budget-guided GRPO from our SFT adapter (``--grpo-steps``, the recipe's α schedule);
 - ``+ pre-filled GRPO``: the same with ``grpo.prefill_fraction`` of the prompts carrying a forced budget;
-- ablations of each switch: our SFT without the renderings, without the budget-reading rows; with
-  ``--paper-ablations`` also the paper's GRPO ablations (no budget penalty, fixed α).
+- ablations, each our SFT without one switch: − stating rows, − self rows (and so the stating rows), −
+  renderings (and so both), − reading rows; with ``--paper-ablations`` also the paper's GRPO ablations (no
+  budget penalty, fixed α).
 
+Every trained row trains in ``--dtype`` (``model.dtype``; bfloat16 by default, which is what fits the whole
+run in 2 hours on 2 cores: ``benchmarks/cpu_bf16.py``).
 Every trained row is evaluated greedily on ``arith-test`` in self mode (compression against the plain base on
 the same questions), with a pre-filled budget sweep (``--budgets``), and in self mode on the held-out sets
 ``--held-out`` (GSM8K-test, SVAMP from ``../shared/data``; skipped with a note when absent). Each trained row's
@@ -65,28 +68,28 @@ class Row:
 
 
 def rows_for(args) -> list[Row]:
+    """The trained rows. ``our SFT`` is every cold-start switch at once (renderings, reading rows, and with
+    ``--self-renderings`` self rows, with ``--stating-rows`` stating rows); each ablation drops one switch (a
+    switch that needs a dropped one goes with it: stating rows need self rows, self rows need renderings)."""
     reading = (f"sft.budget_reading_tokens={args.reading_tokens}", f"sft.budget_reading_samples={args.reading_samples}",
                "sft.trl_args.train_sampling_strategy=group_by_length")
+    stating = (f"sft.budget_stating_rows={args.stating_rows}",) if args.self_renderings and args.stating_rows else ()
     prefill = (f"grpo.prefill_fraction={args.prefill_fraction}", f"grpo.prefill_range=[{args.prefill_range}]")
-    own = "/".join(args.self_renderings.split(",")) if args.self_renderings else ""
+    ours = "ours-self" if args.self_renderings else "ours"
     rows = [
         Row("paper SFT", "paper", ("stages=[sft]",)),
-        Row("our SFT", "ours", ("stages=[sft]", *reading)),
-        *([Row(f"our SFT + self {own}", "ours-self", ("stages=[sft]", *reading))] if own else []),
-        *([Row(f"our SFT + self {own} + stating rows", "ours-self",
-               ("stages=[sft]", *reading, f"sft.budget_stating_rows={args.stating_rows}"))]
-          if own and args.stating_rows else []),
-        *([Row("+ GRPO from stating-rows SFT", "ours-self", ("stages=[grpo]",),
-               start_from=f"our SFT + self {own} + stating rows")] if own and args.stating_rows else []),
-        Row("+ GRPO", "ours", ("stages=[grpo]",), start_from="our SFT"),
-        Row("+ pre-filled GRPO", "ours", ("stages=[grpo]", *prefill), start_from="our SFT"),
+        Row("our SFT", ours, ("stages=[sft]", *reading, *stating)),
+        Row("+ GRPO", ours, ("stages=[grpo]",), start_from="our SFT"),
+        Row("+ pre-filled GRPO", ours, ("stages=[grpo]", *prefill), start_from="our SFT"),
+        *([Row("ablation: our SFT − stating rows", ours, ("stages=[sft]", *reading))] if stating else []),
+        *([Row("ablation: our SFT − self rows", "ours", ("stages=[sft]", *reading))] if args.self_renderings else []),
         Row("ablation: our SFT − renderings", "sampled", ("stages=[sft]", *reading)),
-        Row("ablation: our SFT − reading rows", "ours", ("stages=[sft]",)),
+        Row("ablation: our SFT − reading rows", ours, ("stages=[sft]", *stating)),
     ]
     if args.paper_ablations:
         rows += [
-            Row("ablation: + GRPO, no budget penalty", "ours", ("stages=[grpo]", "reward.r_b=0"), "our SFT"),
-            Row("ablation: + GRPO, fixed α", "ours", ("stages=[grpo]", "reward.alpha_schedule=constant",
+            Row("ablation: + GRPO, no budget penalty", ours, ("stages=[grpo]", "reward.r_b=0"), "our SFT"),
+            Row("ablation: + GRPO, fixed α", ours, ("stages=[grpo]", "reward.alpha_schedule=constant",
                 f"reward.alpha_start={args.fixed_alpha}", f"reward.alpha_end={args.fixed_alpha}"), "our SFT"),
         ]  # fmt: skip
     return rows
@@ -138,10 +141,9 @@ def main() -> None:
     ap.add_argument("--levels", default="answer,short,reference,steps,stated,explained,checked",
                     help="our SFT's data.renderings")
     ap.add_argument("--self-renderings", default="reference",
-                    help="a row 'our SFT + self …': our SFT with these renderings as self rows (data.self_renderings); "
-                         "'' drops the row")
-    ap.add_argument("--stating-rows", type=int, default=2,
-                    help="a row '… + stating rows': 'our SFT + self …' with sft.budget_stating_rows; 0 drops the row")
+                    help="our SFT's data.self_renderings: these renderings as self rows ('' for none, which also "
+                         "drops the stating rows)")
+    ap.add_argument("--stating-rows", type=int, default=2, help="our SFT's sft.budget_stating_rows (0: none)")
     ap.add_argument("--reading-tokens", type=int, default=3, help="our SFT's sft.budget_reading_tokens")
     ap.add_argument("--reading-samples", type=int, default=20, help="our SFT's sft.budget_reading_samples")
     ap.add_argument("--prefill-fraction", type=float, default=0.5)
@@ -153,6 +155,9 @@ def main() -> None:
                     help="do not add the brief base's mean length (rounded) to the sweep's --budgets")
     ap.add_argument("--guard", default="band", choices=["off", "cap", "band"],
                     help="also sweep each trained row with this eval.budget_guard (off: no guarded sweeps)")
+    ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"],
+                    help="model.dtype of every trained row (bfloat16: bf16 autocast, ≈2× faster steps where the CPU "
+                         "has native bf16; evaluation stays float32)")
     ap.add_argument("--max-new-tokens", type=int, default=192)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny settings: checks the script, not the method")
@@ -209,7 +214,7 @@ def main() -> None:
             cfg = load_recipe("smollm2-135m", [
                 f"data.path={prepared[row.data]}", f"output_dir={run}", f"sft.num_train_epochs={args.sft_epochs}",
                 f"grpo.max_steps={args.grpo_steps}", f"sft.seed={args.seed}", f"grpo.seed={args.seed}",
-                "grpo.num_completions_to_print=0", *row.overrides, *extra])  # fmt: skip
+                "grpo.num_completions_to_print=0", f"model.dtype={args.dtype}", *row.overrides, *extra])  # fmt: skip
             timed(f"train {row.name}", lambda c=cfg, r=run: run_training(c, resume=r.exists(), console=console))
         runs[row.name] = run
 
@@ -307,9 +312,12 @@ def main() -> None:
         + (f" ({len(reused)} steps reused from an earlier call's work dir)" if reused else "") + ". Training data: bundled `arith`, "
         f"{args.train_questions} questions, k={args.k} samples per style at T=0.8; our SFT adds the renderings "
         f"{args.levels} and {args.reading_tokens}-token budget-reading rows ({args.reading_samples} drawn budgets per "
-        "question)" + (f"; `our SFT + self …` writes the renderings {args.self_renderings} as self rows "
-                       "(`data.self_renderings`): their budget is trained" if args.self_renderings else "")
-        + ". Greedy evaluation.",
+        "question)" + (f", writes the renderings {args.self_renderings} as self rows (`data.self_renderings`: "
+                       "their budget is trained)" if args.self_renderings else "")
+        + (f" with {args.stating_rows} budget-stating copies each (`sft.budget_stating_rows`)"
+           if args.self_renderings and args.stating_rows else "")
+        + f"; each ablation drops one of those. Training in {args.dtype} (`model.dtype`); greedy evaluation in "
+        "float32.",
         "",
     ]
     for d, rows in table.items():

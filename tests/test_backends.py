@@ -238,6 +238,30 @@ def test_hf_backend_on_cuda_trains_bfloat16_only_where_the_gpu_has_it(monkeypatc
     assert bool(backend.recipe_notes(cfg)) is not gpu_bf16
 
 
+@pytest.mark.parametrize(
+    ("dtype", "native_bf16", "bf16_flag", "noted"),
+    [
+        ("float32", True, False, False),
+        ("auto", True, False, False),  # auto is float32 on CPU
+        ("bfloat16", True, True, False),
+        ("bfloat16", False, True, True),  # honoured, but said to be slower than float32 there
+        ("float32", False, False, False),
+    ],
+)
+def test_hf_backend_on_cpu_trains_bfloat16_with_autocast_when_the_recipe_asks(
+    monkeypatch, dtype, native_bf16, bf16_flag, noted
+):
+    from sblite.backends.hf import HFBackend
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native_bf16)
+    backend = HFBackend()
+    backend.cuda = False
+    cfg = load_recipe("smollm2-135m", [f"model.dtype={dtype}"])
+    assert backend.trainer_kwargs(cfg.model) == {**CPU_TRAINER, "bf16": bf16_flag}
+    notes = backend.recipe_notes(cfg)
+    assert any("emulates" in n and "model.dtype=float32" in n for n in notes) is noted, notes
+
+
 # ------------------------------------------------------------------------------------------ notes
 
 

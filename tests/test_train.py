@@ -599,3 +599,37 @@ def test_budget_reading_phase_runs_after_the_full_rows_on_the_same_adapter(tiny_
     assert max(len(ids) for ids, _ in second) < min(len(ids) for ids, _ in first)  # no prompt in phase two
     stages = {json.loads(line)["stage"] for line in (out / "metrics.jsonl").read_text().splitlines()}
     assert stages == {"sft", "sft-reading"} and _lora_b_norm(out / "sft") > 0
+
+
+@pytest.mark.slow
+def test_bfloat16_recipe_trains_both_stages_on_cpu_in_bf16_with_float32_adapters(
+    tiny_prepared_dir, tmp_path, monkeypatch
+):
+    """``model.dtype=bfloat16`` on CPU: the trainers get ``bf16=True`` and the base model computes in bf16 in
+    both stages (seen by a hook on the real trainer's model), while the LoRA weights saved stay float32."""
+    import torch
+    from safetensors.torch import load_file
+
+    from sblite.backends.hf import HFBackend
+
+    seen: dict[str, set] = {"weights": set(), "activations": set()}
+    load = HFBackend.load
+
+    def spy(self, *args, **kwargs):
+        model, tok = load(self, *args, **kwargs)
+        seen["weights"].add(model.get_input_embeddings().weight.dtype)
+        layer = model.get_base_model().model.layers[0]
+        layer.register_forward_hook(lambda _m, _i, out: seen["activations"].add(
+            (out[0] if isinstance(out, tuple) else out).dtype))  # fmt: skip
+        return model, tok
+
+    monkeypatch.setattr(HFBackend, "load", spy)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "-r", "tiny-cpu", "--data", str(tiny_prepared_dir), "--out", str(out),
+                                 "--set", "model.dtype=bfloat16"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert seen == {"weights": {torch.bfloat16}, "activations": {torch.bfloat16}}
+    for stage in ("sft", "grpo"):
+        weights = load_file(str(out / stage / "adapter_model.safetensors"))
+        assert {t.dtype for t in weights.values()} == {torch.float32}
+    assert _lora_b_norm(out / "grpo") > 0
