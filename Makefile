@@ -32,9 +32,12 @@ $(LLAMA_STAMP): $(STAMP)
 llamacpp: $(LLAMA_STAMP)
 
 # The embedded default job: SmolLM2-135M, bundled arithmetic data, prepare → SFT → GRPO → eval → GGUF.
-# Both cores for the one job (tests and CI use OMP_NUM_THREADS=1).
+# Both cores for the one job (tests and CI use OMP_NUM_THREADS=1). Where Debian's libtcmalloc-minimal4 is
+# installed it is preloaded: glibc's malloc faults each step's large tensors in again
+# (benchmarks/cpu_train_speed.py; `sblite doctor` says what this machine has).
+TCMALLOC ?= $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)
 demo: install
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(SBLITE) demo $(DEMO_ARGS)
+	$(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC)) OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(SBLITE) demo $(DEMO_ARGS)
 
 test: install llamacpp
 	OMP_NUM_THREADS=1 $(PY) -m pytest $(PYTEST_ARGS)

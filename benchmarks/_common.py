@@ -36,10 +36,14 @@ def command_line(argv: Sequence[str] | None = None) -> str:
 def write_json(
     path: str | os.PathLike, result: dict[str, Any], *, indent: int = 2, **dump_kwargs: Any
 ) -> dict:
-    """Write ``result`` with ``command`` (and ``OMP_NUM_THREADS`` as the run saw it) first; returns what was written."""
+    """Write ``result`` with ``command`` (and ``OMP_NUM_THREADS``, and ``LD_PRELOAD`` where set: a malloc such as
+    tcmalloc changes CPU timings, as the run saw them) first; returns what was written."""
+    env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    if os.environ.get("LD_PRELOAD"):
+        env["LD_PRELOAD"] = os.environ["LD_PRELOAD"]
     out = {
         "command": command_line(),
-        "command_env": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+        "command_env": env,
         **{k: v for k, v in result.items() if k not in ("command", "command_env")},
     }
     path = Path(path)

@@ -22,8 +22,10 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
   renderings (and so both), − reading rows; with ``--paper-ablations`` also the paper's GRPO ablations (no
   budget penalty, fixed α).
 
-Every trained row trains in ``--dtype`` (``model.dtype``; bfloat16 by default, which is what fits the whole
-run in 2 hours on 2 cores: ``benchmarks/cpu_bf16.py``).
+Every trained row trains in ``--dtype`` (``model.dtype``; bfloat16 by default). That, and tcmalloc preloaded
+(``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4``, recorded in the JSON's ``command_env``),
+is what fits the whole run in 2 hours on 2 cores: ``benchmarks/cpu_train_speed.py`` measures both.
+
 Every trained row is evaluated greedily on ``arith-test`` in self mode (compression against the plain base on
 the same questions), with a pre-filled budget sweep (``--budgets``), and in self mode on the held-out sets
 ``--held-out`` (GSM8K-test, SVAMP from ``../shared/data``; skipped with a note when absent). Each trained row's
@@ -307,7 +309,8 @@ def main() -> None:
     md = [
         "# SelfBudgeter on SmolLM2-135M (CPU reproduction)",
         "",
-        f"Command: `{result['command']}` (OMP_NUM_THREADS={result['command_env']['OMP_NUM_THREADS']}, "
+        f"Command: `{result['command']}` ("
+        + ", ".join(f"{k}={v}" for k, v in result["command_env"].items()) + ", "
         f"seed {args.seed}); {result['timings_s']['total'] / 60:.0f} min"
         + (f" ({len(reused)} steps reused from an earlier call's work dir)" if reused else "") + ". Training data: bundled `arith`, "
         f"{args.train_questions} questions, k={args.k} samples per style at T=0.8; our SFT adds the renderings "

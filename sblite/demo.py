@@ -181,6 +181,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
         "export": exported,
         "generate": answer,
         "threads": os.environ.get("OMP_NUM_THREADS"),
+        "ld_preload": os.environ.get("LD_PRELOAD") or None,  # a malloc such as tcmalloc changes the timings
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     (out / "report.md").write_text(render_demo_report(summary, base, brief, sft, trained, sweep, guarded), encoding="utf-8")

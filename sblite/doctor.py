@@ -21,11 +21,13 @@ from __future__ import annotations
 import importlib.metadata as md
 import importlib.util
 import logging
+import os
 import platform
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from sblite.provenance import package_version
@@ -93,6 +95,34 @@ def math_verify_problem() -> str | None:
     return None
 
 
+#: Debian's ``libtcmalloc-minimal4``: the malloc ``make demo`` preloads where it is installed
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+
+
+def cpu_training_check(native_bf16: bool, ld_preload: str, tcmalloc_installed: bool) -> Check:
+    """What makes CPU training faster here (``benchmarks/cpu_train_speed.py`` measures both): ``model.dtype=
+    bfloat16`` where the CPU has native bf16, and a malloc that keeps large tensors (tcmalloc/jemalloc)
+    preloaded. ``warn`` only when tcmalloc is installed and not preloaded; otherwise ``info`` with the fix.
+
+    >>> cpu_training_check(True, "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", True).status
+    'info'
+    """
+    parts = []
+    if native_bf16:
+        parts.append("native bf16: model.dtype=bfloat16 trains with bf16 autocast")
+    else:
+        parts.append("no native bf16 (AVX512-BF16/AMX): keep model.dtype=float32")
+    fast = next((lib for lib in ("tcmalloc", "jemalloc") if lib in ld_preload), None)
+    if fast:
+        parts.append(f"{fast} preloaded")
+    elif tcmalloc_installed:
+        parts.append(f"tcmalloc installed but not preloaded: export LD_PRELOAD={TCMALLOC}")
+    else:
+        parts.append("glibc malloc (each training step faults its large tensors in again): apt-get install "
+                     f"libtcmalloc-minimal4, then export LD_PRELOAD={TCMALLOC}")  # fmt: skip
+    return Check("cpu training", "warn" if tcmalloc_installed and not fast else "info", "; ".join(parts))
+
+
 def _first_line(err: BaseException) -> str:
     text = (str(err).strip().splitlines() or [""])[0][:160]
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
@@ -134,6 +164,8 @@ def run_checks(*, import_unsloth: bool = True) -> list[Check]:
             checks.append(Check("gpu", "ok", "; ".join(gpus)))
         else:
             checks.append(Check("gpu", "info", "no CUDA GPU: the hf backend trains on CPU (use_cpu=True)"))
+            checks.append(cpu_training_check(torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+                                             os.environ.get("LD_PRELOAD", ""), Path(TCMALLOC).is_file()))  # fmt: skip
 
     for dist in ("transformers", "trl", "peft", "accelerate", "datasets", "gguf"):
         v = package_version(dist)

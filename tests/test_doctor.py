@@ -171,3 +171,20 @@ def test_pyproject_gpu_extra_is_at_least_as_tight_as_unsloths_pins():
     for name, pin in doctor.UNSLOTH_PINS.items():
         if name in extra:  # adding unsloth's pin must not narrow what the extra admits
             assert doctor.tidy(extra[name] & SpecifierSet(pin)) == doctor.tidy(extra[name]), name
+
+
+@pytest.mark.parametrize(
+    ("native_bf16", "ld_preload", "installed", "status", "says"),
+    [
+        (True, "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", True, "info", ["bfloat16 trains", "tcmalloc preloaded"]),
+        (True, "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", False, "info", ["jemalloc preloaded"]),
+        (True, "", True, "warn", ["not preloaded: export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"]),
+        (False, "", False, "info", ["keep model.dtype=float32", "apt-get install libtcmalloc-minimal4"]),
+    ],
+)
+def test_cpu_training_check_names_bf16_and_the_malloc_with_the_fix(native_bf16, ld_preload, installed, status, says):
+    from sblite.doctor import cpu_training_check
+
+    check = cpu_training_check(native_bf16, ld_preload, installed)
+    assert check.status == status
+    assert all(s in check.detail for s in says), check.detail

@@ -2,8 +2,8 @@
 
 On CPU the model trains as ``model.dtype`` says: float32 (``auto``, the default) with ``use_cpu=True,
 bf16=False``, or ``bfloat16``: bf16 weights and ``bf16=True`` (autocast; the LoRA weights and optimizer stay
-float32 in PEFT), ≈2.5× faster SFT steps on a CPU with native bf16 (AVX512-BF16/AMX; measured in
-``benchmarks/cpu_bf16.py``), and a ``recipe_notes`` warning on one without. With CUDA it uses bf16 where the
+float32 in PEFT), faster on a CPU with native bf16 (AVX512-BF16/AMX; ``benchmarks/cpu_train_speed.py``
+measures it), and a ``recipe_notes`` warning on one without. With CUDA it uses bf16 where the
 GPU supports it (``backends.cuda_dtype``: a recipe's bfloat16 on a GPU without
 it becomes float16, and ``recipe_notes`` says so). Everything backend-specific that the trainers need is in
 ``trainer_kwargs``, so ``sblite/train`` never branches on the backend (the contract: ``backends/base.py``).
