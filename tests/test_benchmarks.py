@@ -42,6 +42,18 @@ def test_write_json_records_the_real_argv_first(tmp_path, monkeypatch):
     assert common.command_line(["/elsewhere/x.py"]) == "python /elsewhere/x.py"
 
 
+@pytest.mark.parametrize(("preload", "env"), [(None, {"OMP_NUM_THREADS": "2"}),
+                                             ("/lib/libtcmalloc.so", {"OMP_NUM_THREADS": "2", "LD_PRELOAD": "/lib/libtcmalloc.so"})])
+def test_write_json_records_the_malloc_a_timing_ran_under(tmp_path, monkeypatch, preload, env):
+    common = _load("_common")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    if preload:
+        monkeypatch.setenv("LD_PRELOAD", preload)
+    else:
+        monkeypatch.delenv("LD_PRELOAD", raising=False)
+    assert common.write_json(tmp_path / "r.json", {})["command_env"] == env
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_every_benchmark_writes_its_result_through_write_json(script):
     tree = ast.parse(script.read_text(encoding="utf-8"))

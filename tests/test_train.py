@@ -633,3 +633,32 @@ def test_bfloat16_recipe_trains_both_stages_on_cpu_in_bf16_with_float32_adapters
         weights = load_file(str(out / stage / "adapter_model.safetensors"))
         assert {t.dtype for t in weights.values()} == {torch.float32}
     assert _lora_b_norm(out / "grpo") > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_lora_use_gradient_checkpointing_reaches_both_real_trainers(tiny_prepared_dir, tmp_path, monkeypatch,
+                                                                    checkpointing):  # fmt: skip
+    """TRL's SFTConfig/GRPOConfig default ``gradient_checkpointing`` to True: the recipe's
+    ``lora.use_gradient_checkpointing`` must decide it, seen on the decoder layers the real trainers run."""
+    from sblite.backends.hf import HFBackend
+
+    seen: set[bool] = set()
+    load = HFBackend.load
+
+    def spy(self, *args, **kwargs):
+        model, tok = load(self, *args, **kwargs)
+        layer = model.get_base_model().model.layers[0]
+        layer.register_forward_hook(
+            lambda m, _i, _o: seen.add(bool(m.gradient_checkpointing)) if m.training and torch.is_grad_enabled() else None
+        )
+        return model, tok
+
+    import torch
+
+    monkeypatch.setattr(HFBackend, "load", spy)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "-r", "tiny-cpu", "--data", str(tiny_prepared_dir), "--out", str(out),
+                                 "--set", f"lora.use_gradient_checkpointing={str(checkpointing).lower()}"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert seen == {checkpointing}

@@ -33,7 +33,7 @@ def train_plan(cfg: Recipe) -> dict[str, Any]:
     from sblite.train.datasets import completion_tokens_needed, prefill_budgets, prompt_options
     from sblite.train.memory import estimate
     from sblite.train.run import grpo_extra
-    from sblite.train.trl_args import trl_kwargs
+    from sblite.train.trl_args import shared_kwargs, trl_kwargs
 
     run = RunDir(cfg.resolved_output_dir)
     plan: dict[str, Any] = {
@@ -52,6 +52,7 @@ def train_plan(cfg: Recipe) -> dict[str, Any]:
     if "sft" in cfg.stages:
         plan["sft (TRL SFTConfig)"] = {
             **trl_kwargs(cfg.sft, output_dir=run.checkpoints("sft")),
+            **shared_kwargs(cfg),
             **cfg.sft.trl_args,
         }
         plan["sft rows"] = {"budget_reading_tokens": cfg.sft.budget_reading_tokens,
@@ -62,6 +63,7 @@ def train_plan(cfg: Recipe) -> dict[str, Any]:
         g = cfg.grpo
         plan["grpo (TRL GRPOConfig)"] = {
             **trl_kwargs(g, output_dir=run.checkpoints("grpo")),
+            **shared_kwargs(cfg),
             **grpo_extra(cfg),
             **g.trl_args,
         }

@@ -30,7 +30,7 @@ from sblite.provenance import git_commit, package_versions
 from sblite.rundir import RunDir
 from sblite.train import TrainingError, ZeroSignalStop
 from sblite.train.datasets import build_grpo_dataset, build_sft_dataset, check_completion_length, keep_columns
-from sblite.train.trl_args import trl_config
+from sblite.train.trl_args import shared_kwargs, trl_config
 
 
 def _last_checkpoint(output_dir: Path) -> str | None:
@@ -115,7 +115,7 @@ def _args(config_cls, section, backend, cfg: Recipe, run: RunDir, stage: str, co
         section,
         output_dir=run.checkpoints(stage),
         device=backend.trainer_kwargs(cfg.model),
-        extra=extra,
+        extra={**shared_kwargs(cfg), **(extra or {})},
         strict=strict,
         warn=console.print if is_main_process() else (lambda *_: None),
     )

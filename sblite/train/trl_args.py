@@ -70,6 +70,19 @@ def trl_kwargs(section, *, output_dir: str | Path, warmup_ratio_field: bool = Tr
     return {**kwargs, **FIXED}
 
 
+def shared_kwargs(cfg) -> dict[str, Any]:
+    """What every stage's TRL config takes from other recipe sections. ``gradient_checkpointing`` follows
+    ``lora.use_gradient_checkpointing`` (``unsloth`` is on: Unsloth's trainers read the flag to keep its own
+    offloaded checkpointing). TRL's configs default it to True: left unset, a recipe's ``false`` was not
+    honoured, and each backward pass recomputed the forward (23% of a CPU SFT step's samples in py-spy).
+
+    >>> from sblite.recipes import load_recipe
+    >>> [shared_kwargs(load_recipe("tiny-cpu", [f"lora.use_gradient_checkpointing={v}"])) for v in ("false", "unsloth")]
+    [{'gradient_checkpointing': False}, {'gradient_checkpointing': True}]
+    """
+    return {"gradient_checkpointing": bool(cfg.lora.use_gradient_checkpointing)}
+
+
 def trl_config(
     config_cls,
     section,
