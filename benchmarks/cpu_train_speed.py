@@ -1,7 +1,7 @@
 """Budget SFT on this CPU, before and after this project's CPU speed settings: seconds per optimizer step and
 the loss each reaches, same model, data, seed and steps, in one run.
 
-    OMP_NUM_THREADS=2 python benchmarks/cpu_train_speed.py                   # 5 settings × 6 steps, ~12 min
+    OMP_NUM_THREADS=2 python benchmarks/cpu_train_speed.py                   # 6 settings × 6 steps, ~14 min
     OMP_NUM_THREADS=2 python benchmarks/cpu_train_speed.py --steps 2 --out /tmp/b.json      # a smoke run
 
 Inputs: the first ``--questions`` GSM8K-train questions (``../shared/data/gsm8k/train.jsonl``) with their
@@ -13,6 +13,7 @@ TRL's own ``train_runtime``:
 - ``before``, the baseline: what the recipe ran as until this script's commit. TRL's ``SFTConfig`` defaults
   ``gradient_checkpointing`` to True, which sblite did not override, so the recipe's
   ``lora.use_gradient_checkpointing: false`` was not honoured; float32; glibc's malloc;
+- ``before + tcmalloc``: that with tcmalloc preloaded (below), to tell the two changes apart;
 - ``recipe``: the recipe as shipped now (checkpointing off, as it says; float32);
 - ``+ tcmalloc``: that with ``--tcmalloc`` preloaded (Debian's ``libtcmalloc-minimal4``; glibc hands each large
   tensor, such as a batch's 8 × length × 49152 logits, back to the kernel and faults it in again next step;
@@ -52,6 +53,7 @@ TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 #: name → (recipe overrides, preload tcmalloc)
 SETTINGS: dict[str, tuple[tuple[str, ...], bool]] = {
     "before": (("sft.trl_args.gradient_checkpointing=true",), False),
+    "before + tcmalloc": (("sft.trl_args.gradient_checkpointing=true",), True),
     "recipe": ((), False),
     "+ tcmalloc": ((), True),
     "bf16": (("model.dtype=bfloat16",), False),

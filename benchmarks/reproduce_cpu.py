@@ -22,9 +22,11 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
   renderings (and so both), − reading rows; with ``--paper-ablations`` also the paper's GRPO ablations (no
   budget penalty, fixed α).
 
-Every trained row trains in ``--dtype`` (``model.dtype``; bfloat16 by default). That, and tcmalloc preloaded
-(``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4``, recorded in the JSON's ``command_env``),
-is what fits the whole run in 2 hours on 2 cores: ``benchmarks/cpu_train_speed.py`` measures both.
+Every trained row trains in ``--dtype`` (``model.dtype``; bfloat16 by default: ``benchmarks/results/sft_dtype_ab.md``
+compares it with float32 on our SFT). Preload tcmalloc
+(``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4``, recorded in the JSON's ``command_env``):
+``benchmarks/cpu_train_speed.py`` measures both. With both, our SFT alone took 39 min here; the whole table in
+one call has not yet been timed.
 
 Every trained row is evaluated greedily on ``arith-test`` in self mode (compression against the plain base on
 the same questions), with a pre-filled budget sweep (``--budgets``), and in self mode on the held-out sets
