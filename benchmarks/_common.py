@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+#: ``../shared/data`` beside the checkout (GSM8K, SVAMP, …), or ``$SBLITE_SHARED_DATA``
+SHARED = Path(os.environ.get("SBLITE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:

@@ -39,16 +39,9 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, RESULTS, SHARED, write_json  # noqa: E402
 
-from _common import write_json  # noqa: E402
-
-RESULTS = HERE / "results"
-SHARED = Path(os.environ.get("SBLITE_SHARED_DATA", REPO.parent / "shared" / "data"))
 TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 #: name → (recipe overrides, preload tcmalloc)
 SETTINGS: dict[str, tuple[tuple[str, ...], bool]] = {
