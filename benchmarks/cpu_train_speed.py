@@ -42,7 +42,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, RESULTS, SHARED, write_json  # noqa: E402
 
-TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+from sblite.doctor import TCMALLOC  # noqa: E402
+
 #: name → (recipe overrides, preload tcmalloc)
 SETTINGS: dict[str, tuple[tuple[str, ...], bool]] = {
     "before": (("sft.trl_args.gradient_checkpointing=true",), False),

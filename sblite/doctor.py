@@ -143,7 +143,7 @@ def _unsloth_import_check(timeout: float = 120.0) -> tuple[bool, str]:
 
 
 def run_checks(*, import_unsloth: bool = True) -> list[Check]:
-    from sblite.backends import select_backend
+    from sblite.backends import cpu_native_bf16, select_backend
 
     checks = [Check("python", "ok" if sys.version_info >= (3, 11) else "fail", platform.python_version())]
     torch_v = package_version("torch")
@@ -164,7 +164,7 @@ def run_checks(*, import_unsloth: bool = True) -> list[Check]:
             checks.append(Check("gpu", "ok", "; ".join(gpus)))
         else:
             checks.append(Check("gpu", "info", "no CUDA GPU: the hf backend trains on CPU (use_cpu=True)"))
-            checks.append(cpu_training_check(torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+            checks.append(cpu_training_check(cpu_native_bf16(),
                                              os.environ.get("LD_PRELOAD", ""), Path(TCMALLOC).is_file()))  # fmt: skip
 
     for dist in ("transformers", "trl", "peft", "accelerate", "datasets", "gguf"):

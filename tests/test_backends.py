@@ -253,7 +253,7 @@ def test_hf_backend_on_cpu_trains_bfloat16_with_autocast_when_the_recipe_asks(
 ):
     from sblite.backends.hf import HFBackend
 
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native_bf16)
+    monkeypatch.setattr("sblite.backends.hf.cpu_native_bf16", lambda: native_bf16)
     backend = HFBackend()
     backend.cuda = False
     cfg = load_recipe("smollm2-135m", [f"model.dtype={dtype}"])

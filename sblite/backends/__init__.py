@@ -39,6 +39,14 @@ def unsloth_installed() -> bool:
     return importlib.util.find_spec("unsloth") is not None
 
 
+def cpu_native_bf16() -> bool:
+    """Whether this CPU runs bfloat16 matmuls natively (AVX512-BF16 or AMX, as oneDNN sees it); elsewhere torch
+    emulates them and ``model.dtype=bfloat16`` trains slower than float32."""
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def select_backend(requested: str = "auto") -> BackendChoice:
     """Resolve ``auto|unsloth|hf`` to a concrete backend, with the reason shown in logs and ``doctor``.
 

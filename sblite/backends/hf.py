@@ -14,18 +14,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sblite.backends import cuda_dtype, free_memory, torch_dtype
+from sblite.backends import cpu_native_bf16, cuda_dtype, free_memory, torch_dtype
 from sblite.backends.base import lora_kwargs, prepare_tokenizer
 from sblite.models import resolve_model
 
 
 def cpu_bf16_note(dtype: str) -> str | None:
     """Why ``model.dtype=bfloat16`` will be slow on this CPU, or None (float32, or native bf16 matmuls)."""
-    if dtype != "bfloat16":
-        return None
-    import torch
-
-    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if dtype != "bfloat16" or cpu_native_bf16():
         return None
     return ("model.dtype=bfloat16 on a CPU without native bfloat16 (AVX512-BF16 or AMX): torch emulates it, "
             "so training is slower than float32; set model.dtype=float32")
