@@ -1,7 +1,7 @@
 """Reproduce SelfBudgeter on this CPU: SmolLM2-135M on graded arithmetic, the paper's recipe against sblite's.
 
     OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --train-questions 40 --eval-questions 40 \
-        --sweep-questions 16 --held-out-questions 20 --grpo-steps 16 --guard off   # ≤ 2 hours on 2 cores
+        --sweep-questions 16 --held-out-questions 20 --grpo-steps 16 --guard off   # target ≤ 2 h on 2 cores
     OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --quick         # minutes: a smoke test of the script
 
 Rows (each a library call of the CLI's own functions; the work dir caches every finished step):
@@ -160,8 +160,8 @@ def main() -> None:
     ap.add_argument("--guard", default="band", choices=["off", "cap", "band"],
                     help="also sweep each trained row with this eval.budget_guard (off: no guarded sweeps)")
     ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"],
-                    help="model.dtype of every trained row (bfloat16: bf16 autocast, ≈2× faster steps where the CPU "
-                         "has native bf16; evaluation stays float32)")
+                    help="model.dtype of every trained row (bfloat16: bf16 autocast where the CPU has native bf16, "
+                         "benchmarks/results/cpu_train_speed.json; evaluation stays float32)")
     ap.add_argument("--max-new-tokens", type=int, default=192)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny settings: checks the script, not the method")

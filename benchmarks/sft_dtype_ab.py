@@ -40,12 +40,10 @@ def main() -> None:
     ap.add_argument("--note", default="", help="how --run was trained beyond its recipe (malloc, sblite commit)")
     args = ap.parse_args()
 
+    from reproduce_cpu import _finished_eval
     from rich.console import Console
 
     from sblite.eval.run import EvalOptions, run_eval
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from reproduce_cpu import _finished_eval
 
     ref = json.loads(Path(args.reference).read_text(encoding="utf-8"))
     ref_args, row = ref["args"], args.reference_row

@@ -601,6 +601,23 @@ def test_budget_reading_phase_runs_after_the_full_rows_on_the_same_adapter(tiny_
     assert stages == {"sft", "sft-reading"} and _lora_b_norm(out / "sft") > 0
 
 
+def _hook_first_decoder_layer(monkeypatch, hook, on_model=None) -> None:
+    """Every model ``HFBackend.load`` gives the real trainers carries ``hook`` (a forward hook) on its first
+    decoder layer; ``on_model(model)`` sees each loaded model."""
+    from sblite.backends.hf import HFBackend
+
+    load = HFBackend.load
+
+    def spy(self, *args, **kwargs):
+        model, tok = load(self, *args, **kwargs)
+        if on_model:
+            on_model(model)
+        model.get_base_model().model.layers[0].register_forward_hook(hook)
+        return model, tok
+
+    monkeypatch.setattr(HFBackend, "load", spy)
+
+
 @pytest.mark.slow
 def test_bfloat16_recipe_trains_both_stages_on_cpu_in_bf16_with_float32_adapters(
     tiny_prepared_dir, tmp_path, monkeypatch
@@ -610,20 +627,12 @@ def test_bfloat16_recipe_trains_both_stages_on_cpu_in_bf16_with_float32_adapters
     import torch
     from safetensors.torch import load_file
 
-    from sblite.backends.hf import HFBackend
-
     seen: dict[str, set] = {"weights": set(), "activations": set()}
-    load = HFBackend.load
-
-    def spy(self, *args, **kwargs):
-        model, tok = load(self, *args, **kwargs)
-        seen["weights"].add(model.get_input_embeddings().weight.dtype)
-        layer = model.get_base_model().model.layers[0]
-        layer.register_forward_hook(lambda _m, _i, out: seen["activations"].add(
-            (out[0] if isinstance(out, tuple) else out).dtype))  # fmt: skip
-        return model, tok
-
-    monkeypatch.setattr(HFBackend, "load", spy)
+    _hook_first_decoder_layer(
+        monkeypatch,
+        lambda _m, _i, out: seen["activations"].add((out[0] if isinstance(out, tuple) else out).dtype),
+        on_model=lambda model: seen["weights"].add(model.get_input_embeddings().weight.dtype),
+    )
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", "-r", "tiny-cpu", "--data", str(tiny_prepared_dir), "--out", str(out),
                                  "--set", "model.dtype=bfloat16"])  # fmt: skip
@@ -641,22 +650,13 @@ def test_lora_use_gradient_checkpointing_reaches_both_real_trainers(tiny_prepare
                                                                     checkpointing):  # fmt: skip
     """TRL's SFTConfig/GRPOConfig default ``gradient_checkpointing`` to True: the recipe's
     ``lora.use_gradient_checkpointing`` must decide it, seen on the decoder layers the real trainers run."""
-    from sblite.backends.hf import HFBackend
-
-    seen: set[bool] = set()
-    load = HFBackend.load
-
-    def spy(self, *args, **kwargs):
-        model, tok = load(self, *args, **kwargs)
-        layer = model.get_base_model().model.layers[0]
-        layer.register_forward_hook(
-            lambda m, _i, _o: seen.add(bool(m.gradient_checkpointing)) if m.training and torch.is_grad_enabled() else None
-        )
-        return model, tok
-
     import torch
 
-    monkeypatch.setattr(HFBackend, "load", spy)
+    seen: set[bool] = set()
+    _hook_first_decoder_layer(
+        monkeypatch,
+        lambda m, _i, _o: seen.add(bool(m.gradient_checkpointing)) if m.training and torch.is_grad_enabled() else None,
+    )
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", "-r", "tiny-cpu", "--data", str(tiny_prepared_dir), "--out", str(out),
                                  "--set", f"lora.use_gradient_checkpointing={str(checkpointing).lower()}"])  # fmt: skip
