@@ -51,6 +51,8 @@ class DemoOptions:
     self_renderings: tuple[str, ...] = ()  # of renderings, the self rows (budget trained): data.self_renderings
     reading_tokens: int = 0
     reading_samples: int = 0
+    stating_rows: int = 0  # per self row, copies cut after its budget, loss on the budget: sft.budget_stating_rows
+    dtype: str | None = None  # None: the recipe's model.dtype
     prefill_budgets: tuple[int, ...] = (8, 16, 32, 64, 128)  # the report's pre-fill sweep
     #: the sweep (and its guarded repeat) runs on the first this-many eval questions: 2 × 5 budgets × 30
     #: questions were 300 of the eval's 420 generations, the most of its 6 min
@@ -103,6 +105,8 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
         **({"sft.budget_reading_tokens": opts.reading_tokens, "sft.budget_reading_samples": opts.reading_samples,
             # reading rows train in batches of their own, every digit count mixed (train/datasets.py)
             "sft.trl_args.train_sampling_strategy": "group_by_length"} if opts.reading_tokens else {}),
+        **({"sft.budget_stating_rows": opts.stating_rows} if opts.stating_rows else {}),
+        **({"model.dtype": opts.dtype} if opts.dtype else {}),
     }  # fmt: skip
     recipe, sources = load_recipe_with_sources(opts.recipe, [f"{k}={v}" for k, v in overrides.items()],
                                                labels=dict.fromkeys(overrides, "sblite demo"))
@@ -257,11 +261,15 @@ def _cold_start_line(o: dict[str, Any]) -> str:
     if own:
         line += (f", {'and ' * (not pre)}each worked solution as {', '.join(own)} with its length as the budget the "
                  "model states (self rows, `data.self_renderings`)")
+    if o.get("stating_rows"):
+        line += (f", {o['stating_rows']} copies of each self row cut after its budget, loss on the budget only "
+                 "(`sft.budget_stating_rows`)")
     if o["reading_tokens"]:
         line += (f", and budget-reading rows ({o['reading_tokens']} solution tokens each, {o['reading_samples']} "
                  "drawn budgets per question: `sft.budget_reading_tokens`, `sft.budget_reading_samples`)")
     epochs, steps = o["sft_epochs"], o["grpo_steps"]
-    return line + f"; {epochs:g} epoch{'s' * (epochs != 1)}, then {steps} GRPO step{'s' * (steps != 1)}."
+    line += f"; {epochs:g} epoch{'s' * (epochs != 1)}, then {steps} GRPO step{'s' * (steps != 1)}"
+    return line + (f", in {o['dtype']}." if o.get("dtype") else ".")
 
 
 def _swept(summary: dict[str, Any]) -> int:
