@@ -262,6 +262,18 @@ def test_hf_backend_on_cpu_trains_bfloat16_with_autocast_when_the_recipe_asks(
     assert any("emulates" in n and "model.dtype=float32" in n for n in notes) is noted, notes
 
 
+def test_hf_backend_on_cpu_refuses_to_train_float16_and_names_the_fix():
+    """Off CUDA there is no fp16 loss scaler: a float16 recipe would train float16 weights unscaled (it ran,
+    silently, before this check). The refusal names both dtypes that do train there."""
+    from sblite.backends.hf import HFBackend
+    from sblite.train import TrainingError
+
+    backend = HFBackend()
+    backend.cuda = False
+    with pytest.raises(TrainingError, match=r"model\.dtype=float16 does not train on CPU.*bfloat16.*float32"):
+        backend.trainer_kwargs(load_recipe("smollm2-135m", ["model.dtype=float16"]).model)
+
+
 # ------------------------------------------------------------------------------------------ notes
 
 

@@ -3,7 +3,8 @@
 On CPU the model trains as ``model.dtype`` says: float32 (``auto``, the default) with ``use_cpu=True,
 bf16=False``, or ``bfloat16``: bf16 weights and ``bf16=True`` (autocast; the LoRA weights and optimizer stay
 float32 in PEFT), faster on a CPU with native bf16 (AVX512-BF16/AMX; ``benchmarks/cpu_train_speed.py``
-measures it), and a ``recipe_notes`` warning on one without. With CUDA it uses bf16 where the
+measures it), and a ``recipe_notes`` warning on one without; ``float16`` is refused for training there (no
+loss scaler off CUDA), not run as float16 weights. With CUDA it uses bf16 where the
 GPU supports it (``backends.cuda_dtype``: a recipe's bfloat16 on a GPU without
 it becomes float16, and ``recipe_notes`` says so). Everything backend-specific that the trainers need is in
 ``trainer_kwargs``, so ``sblite/train`` never branches on the backend (the contract: ``backends/base.py``).
@@ -127,6 +128,14 @@ class HFBackend:
         import torch
 
         if not self.cuda:
+            if model_cfg.dtype == "float16":
+                from sblite.train import TrainingError
+
+                raise TrainingError(
+                    "model.dtype=float16 does not train on CPU: fp16 mixed precision (a loss scaler) needs CUDA, "
+                    "and float16 weights without one train silently wrong; set model.dtype=bfloat16 (faster on a "
+                    "CPU with native bf16, see `sblite doctor`) or float32"
+                )
             bf16 = self._dtype(model_cfg) == torch.bfloat16
             kwargs: dict[str, Any] = {"use_cpu": True, "bf16": bf16, "fp16": False}
             if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: data-parallel over gloo
