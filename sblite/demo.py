@@ -37,22 +37,25 @@ class DemoOptions:
     out: str = "demo-out"
     model: str = "builtin:smollm2-135m"
     recipe: str = "smollm2-135m"
-    train_questions: int = 40
-    k: int = 4
+    #: the cold start that binds (README "Does it work?"), cut to fit the demo's 15 minutes: the bundled
+    #: solutions re-said at four lengths (data.renderings), the reference one as the self row whose budget the
+    #: model states (data.self_renderings), 2 stating copies of each (sft.budget_stating_rows) and 3-token
+    #: budget-reading rows at 10 drawn budgets per question (sft.budget_reading_tokens/_samples)
+    train_questions: int = 20
+    k: int = 2
     eval_questions: int = 30
-    sft_epochs: float = 3.0
+    sft_epochs: float = 2.0
     styles: tuple[str, ...] = ("plain", "brief")
     targets: str = "all"
-    grpo_steps: int = 6
-    #: the cold start of README "Budgets that bind" (data.renderings, sft.budget_reading_tokens/_samples); off:
-    #: sized to fit the demo (16 questions, 2 epochs, reading_samples 20) it made the model worse, not bound
-    #: (pre-fill slope -0.01, self-mode accuracy 5%: benchmarks/results/demo_adoption.md), and took 17 min
-    renderings: tuple[str, ...] = ()
-    self_renderings: tuple[str, ...] = ()  # of renderings, the self rows (budget trained): data.self_renderings
-    reading_tokens: int = 0
-    reading_samples: int = 0
-    stating_rows: int = 0  # per self row, copies cut after its budget, loss on the budget: sft.budget_stating_rows
-    dtype: str | None = None  # None: the recipe's model.dtype
+    grpo_steps: int = 3
+    renderings: tuple[str, ...] = ("answer", "reference", "stated", "explained")
+    self_renderings: tuple[str, ...] = ("reference",)
+    reading_tokens: int = 3
+    reading_samples: int = 10
+    stating_rows: int = 2
+    #: None: bfloat16 on a CPU with native bf16 (2.66× per step with tcmalloc: cpu_train_speed.json), else
+    #: the recipe's model.dtype
+    dtype: str | None = None
     prefill_budgets: tuple[int, ...] = (8, 16, 32, 64, 128)  # the report's pre-fill sweep
     #: the sweep (and its guarded repeat) runs on the first this-many eval questions: 2 × 5 budgets × 30
     #: questions were 300 of the eval's 420 generations, the most of its 6 min
@@ -64,8 +67,17 @@ class DemoOptions:
 
     @classmethod
     def quick(cls, **kw) -> DemoOptions:
-        return cls(train_questions=20, eval_questions=10, sft_epochs=2.0, grpo_steps=2, max_new_tokens=96,
-                   prefill_budgets=(16, 64), sweep_questions=10, **kw)
+        return cls(train_questions=8, eval_questions=10, sft_epochs=1.0, grpo_steps=2, max_new_tokens=96,
+                   reading_samples=4, prefill_budgets=(16, 64), sweep_questions=10, **kw)
+
+
+def _native_bf16_or_none() -> str | None:
+    """``bfloat16`` on a CPU that runs it natively (no CUDA), else None: the recipe's ``model.dtype``."""
+    import torch
+
+    from sblite.backends import cpu_native_bf16
+
+    return "bfloat16" if not torch.cuda.is_available() and cpu_native_bf16() else None
 
 
 def _stage(console, n: int, total: int, title: str) -> float:
@@ -96,6 +108,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     total = 5
     t_all = time.perf_counter()
     prepared, run = out / "prepared", RunDir(out / "run")
+    dtype = opts.dtype or _native_bf16_or_none()
     # the demo's own sizes win; everything else comes from the recipe, as `sblite <command> --recipe` would
     overrides = {
         "data.path": prepared, "output_dir": run, "sft.num_train_epochs": opts.sft_epochs,
@@ -106,7 +119,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
             # reading rows train in batches of their own, every digit count mixed (train/datasets.py)
             "sft.trl_args.train_sampling_strategy": "group_by_length"} if opts.reading_tokens else {}),
         **({"sft.budget_stating_rows": opts.stating_rows} if opts.stating_rows else {}),
-        **({"model.dtype": opts.dtype} if opts.dtype else {}),
+        **({"model.dtype": dtype} if dtype else {}),
     }  # fmt: skip
     recipe, sources = load_recipe_with_sources(opts.recipe, [f"{k}={v}" for k, v in overrides.items()],
                                                labels=dict.fromkeys(overrides, "sblite demo"))
@@ -171,6 +184,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     timings["total"] = time.perf_counter() - t_all
     summary = {
         "options": vars(opts),
+        "dtype": recipe.model.dtype,  # what trained: opts.dtype, else bfloat16 where native, else the recipe's
         "settings": {name: s.to_json() for name, s in settings.items()},
         "timings_s": timings,
         "prepared": prep.report.get("counts", {}),
@@ -251,7 +265,7 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.0f}%"
 
 
-def _cold_start_line(o: dict[str, Any]) -> str:
+def _cold_start_line(o: dict[str, Any], dtype: str) -> str:
     """What the budget SFT trained on, in the report's words."""
     line = (f"Budget SFT: {o['train_questions']} questions, the base model's own correct answers (k={o['k']}, "
             f"styles {', '.join(o['styles'])})")
@@ -269,7 +283,7 @@ def _cold_start_line(o: dict[str, Any]) -> str:
                  "drawn budgets per question: `sft.budget_reading_tokens`, `sft.budget_reading_samples`)")
     epochs, steps = o["sft_epochs"], o["grpo_steps"]
     line += f"; {epochs:g} epoch{'s' * (epochs != 1)}, then {steps} GRPO step{'s' * (steps != 1)}"
-    return line + (f", in {o['dtype']}." if o.get("dtype") else ".")
+    return line + f", in {dtype}."
 
 
 def _swept(summary: dict[str, Any]) -> int:
@@ -288,7 +302,7 @@ def render_demo_report(
         "",
         f"Total {t['total'] / 60:.1f} min: " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items() if k != "total") + ".",
         "",
-        _cold_start_line(summary["options"]),
+        _cold_start_line(summary["options"], summary["dtype"]),
         "",
         "## Base model vs SelfBudgeter (held-out arithmetic problems)",
         "",

@@ -16,15 +16,16 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     opts = DemoOptions(out=str(out), model="builtin:tiny-random", train_questions=6, k=2, eval_questions=5,
                        sweep_questions=3, sft_epochs=1.0, grpo_steps=1, max_new_tokens=24, prefill_budgets=(8, 16),
                        renderings=("short", "reference"), self_renderings=("reference",), stating_rows=2,
-                       dtype="bfloat16")  # fmt: skip
+                       reading_samples=2, dtype="bfloat16")  # fmt: skip
     summary = run_demo(opts)
 
     sft = load_prepared(out / "prepared").sft
     assert sorted((r["rendering"], r["prefilled"]) for r in sft) == [("reference", False)] * 6 + [("short", True)] * 6
     assert (out / "run" / "sft" / "adapter_config.json").is_file() and (out / "run" / "grpo").is_dir()
-    # 12 prepared rows + 2 stating rows for each of the 6 self rows = 24 rows: 3 steps of the recipe's batch of 8
+    # 12 prepared rows, 2 stating rows for each of the 6 self rows, a reading row for each prepared row and 2
+    # drawn-budget reading rows per question: 12 + 12 + 12 + 12 = 48 rows, 6 steps of the recipe's batch of 8
     sft_steps = [m for m in map(json.loads, (out / "run" / "metrics.jsonl").open()) if m["stage"] == "sft"]
-    assert max(m["step"] for m in sft_steps) == 3
+    assert max(m["step"] for m in sft_steps) == 6
     assert "dtype: bfloat16" in (out / "run" / "recipe.resolved.yaml").read_text()
     assert summary["trained"]["questions"] == 5 and summary["base_brief"]["questions"] == 5
     by_budget = summary["prefill_sweep"]["by_prefill_budget"]
@@ -36,5 +37,6 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     assert report.startswith("# sblite demo: SelfBudgeter on builtin:tiny-random (CPU)")
     assert "re-said as short (pre-filled rows" in report and "reference with its length as the budget" in report
     assert "2 copies of each self row cut after its budget" in report and report.count(", in bfloat16.") == 1
+    assert "budget-reading rows (3 solution tokens each, 2 drawn budgets per question" in report
     assert "on each of the first 3 held-out problems" in report and "| budget 16 | 3 |" in report
     assert json.loads((out / "demo.json").read_text())["options"]["self_renderings"] == ["reference"]
