@@ -39,8 +39,9 @@ class DemoOptions:
     recipe: str = "smollm2-135m"
     #: the cold start that binds (README "Does it work?"), cut to fit the demo's 15 minutes: the bundled
     #: solutions re-said at four lengths (data.renderings), the reference one as the self row whose budget the
-    #: model states (data.self_renderings), 2 stating copies of each (sft.budget_stating_rows) and 3-token
-    #: budget-reading rows at 10 drawn budgets per question (sft.budget_reading_tokens/_samples)
+    #: model states (data.self_renderings) and 3-token budget-reading rows at 10 drawn budgets per question
+    #: (sft.budget_reading_tokens/_samples). No stating rows: in the one-call reproduction (24 questions) they
+    #: cut the pre-fill slope 0.55 → 0.25 and accuracy 57.5% → 42.5% (benchmarks/results/reproduce_cpu.md)
     train_questions: int = 20
     k: int = 2
     eval_questions: int = 30
@@ -52,7 +53,7 @@ class DemoOptions:
     self_renderings: tuple[str, ...] = ("reference",)
     reading_tokens: int = 3
     reading_samples: int = 10
-    stating_rows: int = 2
+    stating_rows: int = 0
     #: None: bfloat16 on a CPU with native bf16 (2.66× per step with tcmalloc: cpu_train_speed.json), else
     #: the recipe's model.dtype
     dtype: str | None = None
