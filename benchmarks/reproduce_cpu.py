@@ -1,7 +1,8 @@
 """Reproduce SelfBudgeter on this CPU: SmolLM2-135M on graded arithmetic, the paper's recipe against sblite's.
 
-    OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --train-questions 40 --eval-questions 40 \
-        --sweep-questions 16 --held-out-questions 20 --grpo-steps 16 --guard off   # target ≤ 2 h on 2 cores
+    OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --train-questions 24 \
+        --levels answer,short,reference,stated,explained --reading-samples 10 --eval-questions 40 \
+        --sweep-questions 16 --held-out-questions 20 --grpo-steps 16 --guard off   # 75 min here, one call
     OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --quick         # minutes: a smoke test of the script
 
 Rows (each a library call of the CLI's own functions; the work dir caches every finished step):
@@ -25,8 +26,10 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
 Every trained row trains in ``--dtype`` (``model.dtype``; bfloat16 by default: ``benchmarks/results/sft_dtype_ab.md``
 compares it with float32 on our SFT). Preload tcmalloc
 (``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4``, recorded in the JSON's ``command_env``):
-``benchmarks/cpu_train_speed.py`` measures both. With both, our SFT alone took 39 min here; the whole table in
-one call has not yet been timed.
+``benchmarks/cpu_train_speed.py`` measures both. With both, the first command above took 75 min in one call
+(``benchmarks/results/reproduce_cpu.json``). At 40 questions with the default 7 levels and 20 draws our SFT
+trains 2.2× the tokens (257k against 116k; 39 min alone); a call at that size, stopped after its first 14
+minutes, projected ≈3 h for the table.
 
 Every trained row is evaluated greedily on ``arith-test`` in self mode (compression against the plain base on
 the same questions), with a pre-filled budget sweep (``--budgets``), and in self mode on the held-out sets
@@ -335,10 +338,11 @@ def main() -> None:
         by, o = s["by_prefill_budget"], s["overall"]
         md.append(f"| {n} | " + " | ".join(f"{by[str(b)]['mean_tokens']:.1f}" for b in budgets)
                   + f" | {o['slope']:.3f} | {o['r2']:.3f} | {100 * o['adherence_50']:.0f}% | {100 * o['accuracy']:.0f}% |")  # fmt: skip
-    md += ["", "Cells: mean solution tokens at each pre-filled budget. Frontier: `reproduce_cpu/frontier.png`. "
-           f"Rows `· guard {args.guard}`: the same model under `eval.budget_guard={args.guard}` "
-           "(sblite/generate/guard.py), which enforces the budget while decoding: what the guard makes of the model, "
-           "not what the model learned. Self-mode columns of those rows repeat the unguarded model's.", "",
+    md += ["", "Cells: mean solution tokens at each pre-filled budget. Frontier: `reproduce_cpu/frontier.png`."
+           + (f" Rows `· guard {args.guard}`: the same model under `eval.budget_guard={args.guard}` "
+              "(sblite/generate/guard.py), which enforces the budget while decoding: what the guard makes of the "
+              "model, not what the model learned. Self-mode columns of those rows repeat the unguarded model's."
+              if guarded else ""), "",
            "## Targets", "", "| row | " + " | ".join(TARGETS) + " |", "| --- |" + " --- |" * len(TARGETS)]  # fmt: skip
     for n, r in reached.items():
         bb = r["beats_brief"]
