@@ -37,19 +37,20 @@ class DemoOptions:
     out: str = "demo-out"
     model: str = "builtin:smollm2-135m"
     recipe: str = "smollm2-135m"
-    #: the cold start that binds (README "Does it work?"), cut to fit the demo's 15 minutes: the bundled
-    #: solutions re-said at four lengths (data.renderings), the reference one as the self row whose budget the
-    #: model states (data.self_renderings) and 3-token budget-reading rows at 10 drawn budgets per question
-    #: (sft.budget_reading_tokens/_samples). No stating rows: in the one-call reproduction (24 questions) they
-    #: cut the pre-fill slope 0.55 → 0.25 and accuracy 57.5% → 42.5% (benchmarks/results/reproduce_cpu.md)
-    train_questions: int = 20
-    k: int = 2
+    #: the cold start of the one-call reproduction's "our SFT − stating rows" row (README "Does it work?"), at
+    #: its size: the bundled solutions re-said at five lengths (data.renderings), the reference one as the self
+    #: row whose budget the model states (data.self_renderings), and 3-token budget-reading rows at 10 drawn
+    #: budgets per question (sft.budget_reading_tokens/_samples), 3 epochs. No stating rows: at 24 questions
+    #: they cut the pre-fill slope 0.55 → 0.25 (benchmarks/results/reproduce_cpu.md). Cut to 20 questions,
+    #: k=2, 4 lengths and 2 epochs it bound nothing (benchmarks/results/demo_adoption.md)
+    train_questions: int = 24
+    k: int = 4
     eval_questions: int = 30
-    sft_epochs: float = 2.0
+    sft_epochs: float = 3.0
     styles: tuple[str, ...] = ("plain", "brief")
     targets: str = "all"
     grpo_steps: int = 3
-    renderings: tuple[str, ...] = ("answer", "reference", "stated", "explained")
+    renderings: tuple[str, ...] = ("answer", "short", "reference", "stated", "explained")
     self_renderings: tuple[str, ...] = ("reference",)
     reading_tokens: int = 3
     reading_samples: int = 10
