@@ -4,18 +4,18 @@
 
 1. prepare   sample k answers per training question from the base model under a step-by-step and a brief
              instruction; every distinct correct answer is an SFT target labelled with its own token length
-             (``sblite prepare --labels sample --styles plain,brief --targets all``); ``DemoOptions.renderings``
-             adds each worked solution re-said at several lengths (``data.renderings``, off by default)
-2. train     budget SFT (with budget-reading rows when ``DemoOptions.reading_tokens``: off by default), then
-             budget-guided GRPO (``sblite train --recipe smollm2-135m``)
-3. eval      the base model (plain and brief prompting) and the trained model (self-budgeted) on held-out
-             problems
+             (``sblite prepare --labels sample --styles plain,brief --targets all``), and each worked solution
+             re-said at five lengths, the reference one as a self row (``--renderings``, ``--self-renderings``)
+2. train     budget SFT with budget-reading rows (``sft.budget_reading_tokens``/``_samples``), then
+             budget-guided GRPO (``sblite train --recipe smollm2-135m``), in bfloat16 where the CPU has it
+3. eval      the base model (plain and brief prompting) and the trained model (self-budgeted, and a sweep of
+             pre-filled budgets with and without the budget guard) on held-out problems
 4. export    merge the adapter, write the recipe's export.quant GGUF (q8_0), verify it (transformers, llama.cpp)
 5. generate  answer one question from the GGUF (or the merged model), budget first
 
 Every step is a library call with its own rich progress; the outputs land in one folder with a
-``report.md`` holding the comparison table. Defaults are sized to finish in about 13 minutes on two CPU
-cores; ``--quick`` runs a smaller version in a few minutes.
+``report.md`` holding the comparison table. Defaults are sized to finish in about 14 minutes on two CPU
+cores (``benchmarks/results/demo_default.md``); ``--quick`` runs a smaller version in a few minutes.
 
 The demo only calls the library's stage functions; it must not hold pipeline logic of its own.
 """
@@ -42,7 +42,7 @@ class DemoOptions:
     #: row whose budget the model states (data.self_renderings), and 3-token budget-reading rows at 10 drawn
     #: budgets per question (sft.budget_reading_tokens/_samples), 3 epochs. No stating rows: at 24 questions
     #: they cut the pre-fill slope 0.55 → 0.25 (benchmarks/results/reproduce_cpu.md). Cut to 20 questions,
-    #: k=2, 4 lengths and 2 epochs it bound nothing (benchmarks/results/demo_adoption.md)
+    #: k=2, 4 lengths and 2 epochs it bound nothing (benchmarks/results/demo_candidate_small.md)
     train_questions: int = 24
     k: int = 4
     eval_questions: int = 30
