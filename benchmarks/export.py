@@ -33,9 +33,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_json  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import RESULTS, write_json  # noqa: E402
 
 
 def find_convert(sdist: str | None, convert: str | None, work: Path) -> Path:

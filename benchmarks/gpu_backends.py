@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_json  # noqa: E402
+from _common import RESULTS, write_json  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 QWEN25_15B = dict(
     hidden_size=1536,
     intermediate_size=8960,

@@ -31,9 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import eval_self_and_sweep, write_json, write_rendered_arith  # noqa: E402
+from _common import RESULTS, eval_self_and_sweep, write_json, write_rendered_arith  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 #: the four renderings the committed result used (``synthetic.VERBOSITY`` has grown since)
 LEVELS = ("answer", "reference", "steps", "explained")
 REPO = Path(__file__).resolve().parent.parent

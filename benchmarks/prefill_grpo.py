@@ -24,9 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import prepare_arith_samples, stage_timer, write_json  # noqa: E402
+from _common import RESULTS, prepare_arith_samples, stage_timer, write_json  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 KEYS = ("accuracy", "format_rate", "mean_generated_tokens", "mean_tokens", "compression", "compression_solution",
         "mean_budget", "adherence_50", "slope", "r2", "spearman_budget_level")  # fmt: skip
 

@@ -34,9 +34,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, write_json  # noqa: E402
+from _common import REPO, RESULTS, write_json  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 LEVELS = ("answer", "reference", "steps", "stated", "explained")
 K = 3
 

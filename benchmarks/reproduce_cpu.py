@@ -50,9 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import prepare_arith_samples, stage_timer, write_json  # noqa: E402
+from _common import RESULTS, prepare_arith_samples, stage_timer, write_json  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {
     "prefill_slope": "0.8 - 1.2 (with R²)",
     "prefill_adherence_50": ">= 0.80",

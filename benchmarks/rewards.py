@@ -53,14 +53,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import write_json  # noqa: E402
+from _common import SHARED, write_json  # noqa: E402
 
 from sblite import verify  # noqa: E402
 from sblite.protocol import parse_gold, render_completion  # noqa: E402
 from sblite.rewards import RewardConfig, SelfBudgeterReward  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("SBLITE_SHARED_DATA", REPO.parent / "shared" / "data"))
 BATCH = 64
 
 _BOXED_RE = re.compile(r"\\boxed\s*\{")

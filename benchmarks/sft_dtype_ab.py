@@ -21,9 +21,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_json  # noqa: E402
+from _common import RESULTS, write_json  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SELF = ("accuracy", "format_rate", "mean_generated_tokens", "mean_budget", "adherence_50", "spearman_budget_level",
         "compression")  # fmt: skip
 SWEEP = ("slope", "r2", "adherence_50", "accuracy")

@@ -50,10 +50,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-from _common import write_json  # noqa: E402
+from _common import RESULTS, SHARED, write_json  # noqa: E402
 
-RESULTS = HERE / "results"
-SHARED = Path(os.environ.get("SBLITE_SHARED_DATA", REPO.parent / "shared" / "data"))
 RECIPE = "tiny-cpu"
 #: The tiny tokenizer is near character-level: the instruction alone is ~155 tokens, GSM8K prompts 200-630.
 MAX_PROMPT = 384
