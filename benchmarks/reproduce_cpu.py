@@ -5,6 +5,9 @@
         --sweep-questions 16 --held-out-questions 20 --grpo-steps 16 --guard off   # 75 min here, one call
     OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --quick         # minutes: a smoke test of the script
 
+``--rows ours,no-stating`` trains only the named rows (the base rows always run): a second seed of a few rows
+without the whole table.
+
 Rows (each a library call of the CLI's own functions; the work dir caches every finished step):
 
 - ``base (plain prompt)`` / ``base (brief prompt)``: the untrained model, and what asking for brevity buys;
@@ -67,6 +70,7 @@ TARGETS = {
 class Row:
     """One trained model: which prepared data, which recipe overrides, and (GRPO) which SFT row it starts from."""
 
+    key: str  # what ``--rows`` names it by
     name: str
     data: str  # key of the prepared directories
     overrides: tuple[str, ...] = ()
@@ -83,22 +87,50 @@ def rows_for(args) -> list[Row]:
     prefill = (f"grpo.prefill_fraction={args.prefill_fraction}", f"grpo.prefill_range=[{args.prefill_range}]")
     ours = "ours-self" if args.self_renderings else "ours"
     rows = [
-        Row("paper SFT", "paper", ("stages=[sft]",)),
-        Row("our SFT", ours, ("stages=[sft]", *reading, *stating)),
-        Row("+ GRPO", ours, ("stages=[grpo]",), start_from="our SFT"),
-        Row("+ pre-filled GRPO", ours, ("stages=[grpo]", *prefill), start_from="our SFT"),
-        *([Row("ablation: our SFT − stating rows", ours, ("stages=[sft]", *reading))] if stating else []),
-        *([Row("ablation: our SFT − self rows", "ours", ("stages=[sft]", *reading))] if args.self_renderings else []),
-        Row("ablation: our SFT − renderings", "sampled", ("stages=[sft]", *reading)),
-        Row("ablation: our SFT − reading rows", ours, ("stages=[sft]", *stating)),
-    ]
+        Row("paper", "paper SFT", "paper", ("stages=[sft]",)),
+        Row("ours", "our SFT", ours, ("stages=[sft]", *reading, *stating)),
+        Row("grpo", "+ GRPO", ours, ("stages=[grpo]",), start_from="our SFT"),
+        Row("prefill-grpo", "+ pre-filled GRPO", ours, ("stages=[grpo]", *prefill), start_from="our SFT"),
+        *([Row("no-stating", "ablation: our SFT − stating rows", ours, ("stages=[sft]", *reading))]
+          if stating else []),
+        *([Row("no-self", "ablation: our SFT − self rows", "ours", ("stages=[sft]", *reading))]
+          if args.self_renderings else []),
+        Row("no-renderings", "ablation: our SFT − renderings", "sampled", ("stages=[sft]", *reading)),
+        Row("no-reading", "ablation: our SFT − reading rows", ours, ("stages=[sft]", *stating)),
+    ]  # fmt: skip
     if args.paper_ablations:
         rows += [
-            Row("ablation: + GRPO, no budget penalty", ours, ("stages=[grpo]", "reward.r_b=0"), "our SFT"),
-            Row("ablation: + GRPO, fixed α", ours, ("stages=[grpo]", "reward.alpha_schedule=constant",
+            Row("no-penalty", "ablation: + GRPO, no budget penalty", ours, ("stages=[grpo]", "reward.r_b=0"),
+                "our SFT"),
+            Row("fixed-alpha", "ablation: + GRPO, fixed α", ours, ("stages=[grpo]", "reward.alpha_schedule=constant",
                 f"reward.alpha_start={args.fixed_alpha}", f"reward.alpha_end={args.fixed_alpha}"), "our SFT"),
         ]  # fmt: skip
-    return rows
+    return select_rows(rows, args.rows)
+
+
+def select_rows(rows: list[Row], keys: str) -> list[Row]:
+    """The rows ``--rows`` names (comma-separated keys; ``all``: every row), in table order. An unknown key, or a
+    GRPO row without the SFT row it starts from, is refused: a partial table is asked for, never made up.
+
+    >>> rows = [Row("ours", "our SFT", "d"), Row("grpo", "+ GRPO", "d", start_from="our SFT")]
+    >>> [r.key for r in select_rows(rows, "grpo,ours")], [r.key for r in select_rows(rows, "all")]
+    (['ours', 'grpo'], ['ours', 'grpo'])
+    """
+    if keys == "all":
+        return rows
+    want = [k.strip() for k in keys.split(",") if k.strip()]
+    known = {r.key: r for r in rows}
+    unknown = [k for k in want if k not in known]
+    if unknown or not want:
+        raise SystemExit(f"--rows {keys!r}: unknown {', '.join(unknown) or '(none given)'}; "
+                         f"choose from all, {', '.join(known)}")  # fmt: skip
+    chosen = [r for r in rows if r.key in want]
+    names = {r.name for r in chosen}
+    orphans = [r.key for r in chosen if r.start_from and r.start_from not in names]
+    if orphans:
+        need = {r.key for r in rows if r.name in {known[k].start_from for k in orphans}}
+        raise SystemExit(f"--rows {keys!r}: {', '.join(orphans)} start from {', '.join(sorted(need))}; add it")
+    return chosen
 
 
 def nearest_prefill(sweep: dict, tokens: float) -> tuple[str, dict]:
@@ -133,7 +165,7 @@ def _n(x, digits: int = 2) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/sblite-reproduce")
     ap.add_argument("--train-questions", type=int, default=120)
@@ -166,9 +198,18 @@ def main() -> None:
                          "benchmarks/results/cpu_train_speed.json; evaluation stays float32)")
     ap.add_argument("--max-new-tokens", type=int, default=192)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rows", default="all",
+                    help="the trained rows, comma-separated: paper, ours, grpo, prefill-grpo, no-stating, no-self, "
+                         "no-renderings, no-reading (with --paper-ablations also no-penalty, fixed-alpha); the "
+                         "base rows always run")
     ap.add_argument("--quick", action="store_true", help="tiny settings: checks the script, not the method")
     ap.add_argument("--out", default=str(RESULTS / "reproduce_cpu"))
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    rows_for(args)  # an unknown --rows key fails here, before minutes of sampling
     if args.quick:
         args.train_questions, args.eval_questions, args.sweep_questions, args.held_out_questions = 16, 6, 4, 4
         args.grpo_steps, args.sft_epochs, args.max_new_tokens, args.k = 1, 1.0, 64, 2
@@ -337,7 +378,7 @@ def main() -> None:
         by, o = s["by_prefill_budget"], s["overall"]
         md.append(f"| {n} | " + " | ".join(f"{by[str(b)]['mean_tokens']:.1f}" for b in budgets)
                   + f" | {o['slope']:.3f} | {o['r2']:.3f} | {100 * o['adherence_50']:.0f}% | {100 * o['accuracy']:.0f}% |")  # fmt: skip
-    md += ["", "Cells: mean solution tokens at each pre-filled budget. Frontier: `reproduce_cpu/frontier.png`."
+    md += ["", f"Cells: mean solution tokens at each pre-filled budget. Frontier: `{out.name}/frontier.png`."
            + (f" Rows `· guard {args.guard}`: the same model under `eval.budget_guard={args.guard}` "
               "(sblite/generate/guard.py), which enforces the budget while decoding: what the guard makes of the "
               "model, not what the model learned. Self-mode columns of those rows repeat the unguarded model's."

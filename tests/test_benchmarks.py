@@ -27,6 +27,7 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass in the script looks its module up there
     spec.loader.exec_module(module)
     return module
 
@@ -171,3 +172,24 @@ def test_gpu_check_dry_run_runs_every_cpu_step(tmp_path):
     assert list(steps) == ["doctor", "models", "prepare", "train-16", "merge", "export", "backends"]
     assert all(r["rc"] == 0 and (out / f"{name}.log").is_file() for name, r in steps.items())
     assert list((out / "gguf").glob("*.gguf")) and (out / "run-16" / "grpo" / "adapter_config.json").is_file()
+
+
+def test_reproduce_cpu_rows_trains_only_the_named_rows_and_refuses_a_grpo_row_without_its_sft():
+    repro = _load("reproduce_cpu")
+
+    def rows(selection: str, *extra: str) -> list[str]:
+        args = repro.build_parser().parse_args(["--rows", selection, *extra])
+        return [r.key for r in repro.rows_for(args)]
+
+    assert rows("no-stating,ours") == ["ours", "no-stating"]  # table order, whatever order they were named in
+    assert rows("ours,grpo") == ["ours", "grpo"]
+    every = rows("all")
+    assert every[:2] == ["paper", "ours"] and "no-stating" in every and "fixed-alpha" not in every
+    assert rows("all", "--paper-ablations")[-2:] == ["no-penalty", "fixed-alpha"]
+    assert "no-stating" not in rows("all", "--stating-rows", "0")  # no stating rows to ablate
+    with pytest.raises(SystemExit, match="grpo start from ours; add it"):
+        rows("grpo")
+    with pytest.raises(SystemExit, match="unknown no-such"):
+        rows("ours,no-such")
+    with pytest.raises(SystemExit, match="unknown no-stating"):
+        rows("no-stating", "--self-renderings", "")  # no self rows: the ablation does not exist
