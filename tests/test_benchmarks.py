@@ -193,3 +193,42 @@ def test_reproduce_cpu_rows_trains_only_the_named_rows_and_refuses_a_grpo_row_wi
         rows("ours,no-such")
     with pytest.raises(SystemExit, match="unknown no-stating"):
         rows("no-stating", "--self-renderings", "")  # no self rows: the ablation does not exist
+
+
+def _repro_result(path: Path, seed: int, rows: dict[str, tuple[float, float]], **args) -> Path:
+    """A reproduce_cpu.py result file with what reproduce_seeds.py reads: per row (accuracy, pre-fill slope)."""
+    table = {r: {"accuracy": acc, "adherence_50": 0.9, "spearman_budget_level": 0.7, "compression": 0.6}
+             for r, (acc, _) in rows.items()}  # fmt: skip
+    sweeps = {r: {"overall": {"slope": slope, "r2": 0.5, "adherence_50": 0.8},
+                  "by_prefill_budget": {"8": {"mean_tokens": 9.0}, "128": {"mean_tokens": 100.0 * slope}}}
+              for r, (_, slope) in rows.items()}  # fmt: skip
+    data = {"command": f"python benchmarks/reproduce_cpu.py --seed {seed}",
+            "args": {"seed": seed, "train_questions": 24, "work": f"/tmp/{seed}", **args},
+            "table": {"arith-test": table}, "prefill_sweeps": sweeps}  # fmt: skip
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_reproduce_seeds_averages_each_row_over_the_seeds_that_have_it(tmp_path):
+    a = _repro_result(tmp_path / "s0.json", 0, {"our SFT": (0.4, 0.2), "− stating": (0.6, 0.6)})
+    b = _repro_result(tmp_path / "s1.json", 1, {"our SFT": (0.5, 0.8)})
+    proc = _run([str(BENCH / "reproduce_seeds.py"), str(a), str(b), "--out", str(tmp_path / "seeds")])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads((tmp_path / "seeds.json").read_text())
+    ours = out["summary"]["our SFT"]
+    assert ours["accuracy"]["mean"] == pytest.approx(0.45) and ours["pre-fill slope"]["min"] == 0.2
+    assert ours["pre-fill slope"]["max"] == 0.8 and ours["pre-fill slope"]["n"] == 2
+    assert out["summary"]["− stating"]["accuracy"] == {"mean": 0.6, "min": 0.6, "max": 0.6, "n": 1}
+    assert out["per_seed"]["our SFT"]["1"]["sweep tokens"] == {"8": 9.0, "128": 80.0}
+    assert "| our SFT | 1 | 50% |" in (tmp_path / "seeds.md").read_text()
+
+
+def test_reproduce_seeds_refuses_files_of_different_configurations(tmp_path):
+    a = _repro_result(tmp_path / "s0.json", 0, {"our SFT": (0.4, 0.2)})
+    b = _repro_result(tmp_path / "s1.json", 1, {"our SFT": (0.5, 0.8)}, levels="answer,short")
+    c = _repro_result(tmp_path / "s2.json", 0, {"our SFT": (0.5, 0.8)})
+    proc = _run([str(BENCH / "reproduce_seeds.py"), str(a), str(b), "--out", str(tmp_path / "x")])
+    assert proc.returncode != 0 and "--levels='answer,short'" in proc.stderr
+    proc = _run([str(BENCH / "reproduce_seeds.py"), str(a), str(c), "--out", str(tmp_path / "x")])
+    assert proc.returncode != 0 and "share a seed" in proc.stderr
+    assert not (tmp_path / "x.json").exists()
