@@ -1,8 +1,7 @@
 """Reproduce SelfBudgeter on this CPU: SmolLM2-135M on graded arithmetic, the paper's recipe against sblite's.
 
-    OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --train-questions 24 \
-        --levels answer,short,reference,stated,explained --reading-samples 10 --eval-questions 40 \
-        --sweep-questions 16 --held-out-questions 20 --grpo-steps 16 --guard off   # 75 min here, one call
+    OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --train-questions 24 --reading-samples 10 \
+        --eval-questions 40 --sweep-questions 16 --held-out-questions 20 --grpo-steps 16 --guard off  # 97 min
     OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --quick         # minutes: a smoke test of the script
 
 ``--rows ours,no-stating`` trains only the named rows (the base rows always run): a second seed of a few rows
@@ -29,10 +28,11 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
 Every trained row trains in ``--dtype`` (``model.dtype``; bfloat16 by default: ``benchmarks/results/sft_dtype_ab.md``
 compares it with float32 on our SFT). Preload tcmalloc
 (``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4``, recorded in the JSON's ``command_env``):
-``benchmarks/cpu_train_speed.py`` measures both. With both, the first command above took 75 min in one call
-(``benchmarks/results/reproduce_cpu.json``). At 40 questions with the default 7 levels and 20 draws our SFT
-trains 2.2× the tokens (257k against 116k; 39 min alone); a call at that size, stopped after its first 14
-minutes, projected ≈3 h for the table.
+``benchmarks/cpu_train_speed.py`` measures both. With both, the first command above took 97 min in one call
+(``benchmarks/results/reproduce_cpu.json``; our SFT 149k tokens). Keep the ``checked`` level: a pre-filled
+length stops at the longest rendering taught, so without it 128 gets ≈90 tokens. At 40 questions and 20 draws
+our SFT trains 257k tokens (39 min alone); a call at that size, stopped after its first 14 minutes, projected
+≈3 h for the table.
 
 Every trained row is evaluated greedily on ``arith-test`` in self mode (compression against the plain base on
 the same questions), with a pre-filled budget sweep (``--budgets``), and in self mode on the held-out sets
@@ -61,7 +61,7 @@ TARGETS = {
     "adherence_50": ">= 0.90 (own budget)",
     "spearman_budget_level": ">= 0.6",
     "compression": ">= 0.50 at no accuracy loss (accuracy_delta >= 0)",
-    "beats_brief": "accuracy at the pre-fill nearest the brief base's length >= the brief base's",
+    "beats_brief": "accuracy at the pre-fill nearest the brief base's length >= the brief base's, on the sweep's questions",
     "grpo_vs_sft": "accuracy after GRPO >= after our SFT",
 }
 
@@ -138,6 +138,22 @@ def nearest_prefill(sweep: dict, tokens: float) -> tuple[str, dict]:
     by = sweep["by_prefill_budget"]
     b = min(by, key=lambda k: abs((by[k]["mean_generated_tokens"] or 0) - tokens))
     return b, by[b]
+
+
+def brief_on_sweep(work: Path, sweep_name: str) -> dict:
+    """The brief base on the sweep's own questions (the first ``--sweep-questions`` of the eval's), from the two
+    evals' records: "beats brief" compares accuracy on the same questions, not a 16-question sweep against the
+    brief base on all 40."""
+    import json
+
+    def records(name: str) -> list[dict]:
+        path = work / "eval" / _slug(f"arith-test-{name}") / "results.json"
+        return json.loads(path.read_text(encoding="utf-8"))["records"]
+
+    qids = {r["qid"] for r in records(sweep_name)}
+    brief = [r for r in records("base brief") if r["qid"] in qids]
+    return {"questions": len(brief), "accuracy": sum(r["correct"] for r in brief) / len(brief),
+            "mean_generated_tokens": sum(r["generated_tokens"] for r in brief) / len(brief)}  # fmt: skip
 
 
 def _slug(name: str) -> str:
@@ -309,7 +325,7 @@ def main() -> None:
 
     # --- targets, per trained row
     arith = table["arith-test"]
-    brief = arith["base (brief prompt)"]["overall"]
+    brief = brief_on_sweep(work, f"{trained[0].name} sweep")  # every sweep runs on the same questions
     reached = {}
     for name in [*runs, *guarded]:
         row = name.split(" · guard ")[0]
@@ -320,7 +336,8 @@ def main() -> None:
             "adherence_50": o["adherence_50"], "spearman_budget_level": o["spearman_budget_level"],
             "compression": o.get("compression"), "accuracy_delta": o.get("accuracy_delta"),
             "beats_brief": {"budget": int(b), "tokens": near["mean_generated_tokens"], "accuracy": near["accuracy"],
-                            "brief_tokens": brief["mean_generated_tokens"], "brief_accuracy": brief["accuracy"]},
+                            "brief_tokens": brief["mean_generated_tokens"], "brief_accuracy": brief["accuracy"],
+                            "brief_questions": brief["questions"]},
         }  # fmt: skip
     grpo_vs_sft = {r.name: {"accuracy": arith[r.name]["overall"]["accuracy"], "from": r.start_from,
                             "sft": arith[r.start_from]["overall"]["accuracy"]}

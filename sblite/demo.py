@@ -37,12 +37,14 @@ class DemoOptions:
     out: str = "demo-out"
     model: str = "builtin:smollm2-135m"
     recipe: str = "smollm2-135m"
-    #: the cold start of the one-call reproduction's "our SFT − stating rows" row (README "Does it work?"), at
-    #: its size: the bundled solutions re-said at five lengths (data.renderings), the reference one as the self
-    #: row whose budget the model states (data.self_renderings), and 3-token budget-reading rows at 10 drawn
-    #: budgets per question (sft.budget_reading_tokens/_samples), 3 epochs. No stating rows: at 24 questions
-    #: they cut the pre-fill slope 0.55 → 0.25 (benchmarks/results/reproduce_cpu.md). Cut to 20 questions,
-    #: k=2, 4 lengths and 2 epochs it bound nothing (benchmarks/results/demo_candidate_small.md)
+    #: the cold start of the 5-rendering one-call reproduction's "our SFT − stating rows" row, at its size
+    #: (`git show 149c3d7~1:benchmarks/results/reproduce_cpu.md`): the bundled solutions re-said at five lengths
+    #: (data.renderings), the reference one as the self row whose budget the model states
+    #: (data.self_renderings), and 3-token budget-reading rows at 10 drawn budgets per question
+    #: (sft.budget_reading_tokens/_samples), 3 epochs. No stating rows: in that run they cut the pre-fill slope
+    #: 0.55 → 0.25. With all seven renderings (`checked` reaches 128; README "Does it work?") they raise it,
+    #: 0.60 → 0.81: not tried in the demo yet. Cut to 20 questions, k=2, 4 lengths and 2 epochs it bound
+    #: nothing (benchmarks/results/demo_candidate_small.md)
     train_questions: int = 24
     k: int = 4
     eval_questions: int = 30
