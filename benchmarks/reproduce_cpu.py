@@ -156,6 +156,18 @@ def brief_on_sweep(work: Path, sweep_name: str) -> dict:
             "mean_generated_tokens": sum(r["generated_tokens"] for r in brief) / len(brief)}  # fmt: skip
 
 
+def trained_size(run: Path) -> dict:
+    """A run's last logged optimizer step and trained tokens (TRL's ``num_tokens``), from its metrics.jsonl."""
+    import json
+
+    last: dict = {}
+    for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        if "num_tokens" in rec:
+            last = rec
+    return {"steps": last.get("step"), "tokens": last.get("num_tokens")}
+
+
 def _slug(name: str) -> str:
     """A row name as a directory name: "+ pre-filled GRPO" → "plus_pre-filled_GRPO"."""
     return name.replace(" ", "_").replace(":", "").replace("−", "no").replace("+", "plus")
@@ -366,6 +378,7 @@ def main() -> None:
         "targets": TARGETS,
         "reached": reached,
         "grpo_vs_sft": grpo_vs_sft,
+        "trained": {name: trained_size(run) for name, run in runs.items()},
     }, default=str)  # fmt: skip
 
     md = [
