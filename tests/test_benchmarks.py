@@ -232,3 +232,10 @@ def test_reproduce_seeds_refuses_files_of_different_configurations(tmp_path):
     proc = _run([str(BENCH / "reproduce_seeds.py"), str(a), str(c), "--out", str(tmp_path / "x")])
     assert proc.returncode != 0 and "share a seed" in proc.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_reproduce_cpu_trained_size_is_the_last_logged_step_with_tokens(tmp_path):
+    lines = [{"stage": "sft", "step": 1, "num_tokens": 10.0}, {"stage": "sft", "step": 2, "num_tokens": 25.0},
+             {"stage": "sft", "step": 2, "train_runtime": 3.0}]  # the closing summary has no num_tokens
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert _load("reproduce_cpu").trained_size(tmp_path) == {"steps": 2, "tokens": 25.0}
