@@ -43,8 +43,9 @@ class DemoOptions:
     #: (data.self_renderings), and 3-token budget-reading rows at 10 drawn budgets per question
     #: (sft.budget_reading_tokens/_samples), 3 epochs. No stating rows: in that run they cut the pre-fill slope
     #: 0.55 → 0.25. With all seven renderings (`checked` reaches 128; README "Does it work?") they raise it,
-    #: 0.60 → 0.81: not tried in the demo yet. Cut to 20 questions, k=2, 4 lengths and 2 epochs it bound
-    #: nothing (benchmarks/results/demo_candidate_small.md)
+    #: 0.60 → 0.81; here, with `checked` and 192 new tokens, slope 0.06 → 0.74 but 24 min
+    #: (benchmarks/results/demo_candidate_checked.md). Cut to 20 questions, k=2, 4 lengths and 2 epochs it
+    #: bound nothing (benchmarks/results/demo_candidate_small.md)
     train_questions: int = 24
     k: int = 4
     eval_questions: int = 30
