@@ -147,7 +147,7 @@ def brief_on_sweep(work: Path, sweep_name: str) -> dict:
     import json
 
     def records(name: str) -> list[dict]:
-        path = work / "eval" / _slug(f"arith-test-{name}") / "results.json"
+        path = eval_dir(work, "arith-test", name) / "results.json"
         return json.loads(path.read_text(encoding="utf-8"))["records"]
 
     qids = {r["qid"] for r in records(sweep_name)}
@@ -166,6 +166,11 @@ def trained_size(run: Path) -> dict:
         if "num_tokens" in rec:
             last = rec
     return {"steps": last.get("step"), "tokens": last.get("num_tokens")}
+
+
+def eval_dir(work: Path, dataset: str, name: str) -> Path:
+    """Where the eval called ``name`` on ``dataset`` writes (and, as the work dir's cache, is found again)."""
+    return work / "eval" / _slug(f"{dataset}-{name}")
 
 
 def _slug(name: str) -> str:
@@ -237,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = build_parser().parse_args()
-    rows_for(args)  # an unknown --rows key fails here, before minutes of sampling
+    trained = rows_for(args)  # an unknown --rows key fails here, before minutes of sampling
     if args.quick:
         args.train_questions, args.eval_questions, args.sweep_questions, args.held_out_questions = 16, 6, 4, 4
         args.grpo_steps, args.sft_epochs, args.max_new_tokens, args.k = 1, 1.0, 64, 2
@@ -278,7 +283,6 @@ def main() -> None:
 
     # --- training
     runs: dict[str, Path] = {}
-    trained = rows_for(args)
     for row in trained:
         run = work / _slug(row.name)
         stage = "grpo" if "stages=[grpo]" in row.overrides else "sft"
@@ -305,7 +309,7 @@ def main() -> None:
     common = dict(max_new_tokens=args.max_new_tokens, batch_size=16, seed=args.seed, instruction_in_user=True)
 
     def ev(name: str, dataset: str, limit: int, **kw):
-        opts = EvalOptions(dataset=dataset, limit=limit, out=str(work / "eval" / _slug(f"{dataset}-{name}")),
+        opts = EvalOptions(dataset=dataset, limit=limit, out=str(eval_dir(work, dataset, name)),
                            **common, **kw)  # fmt: skip
         done = _finished_eval(opts)
         if done is not None:  # the same eval of the same (cached) run finished earlier: the work dir is a cache
@@ -319,7 +323,7 @@ def main() -> None:
     baselines: dict[str, str] = {}
     for d, n in datasets.items():
         table[d]["base (plain prompt)"] = ev("base", d, n, model=model, mode="none")
-        baselines[d] = str(work / "eval" / f"{d}-base" / "results.json")
+        baselines[d] = str(eval_dir(work, d, "base") / "results.json")
         table[d]["base (brief prompt)"] = ev("base brief", d, n, model=model, mode="none", style="brief",
                                              baseline=baselines[d])  # fmt: skip
         for name, run in runs.items():
