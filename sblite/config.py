@@ -147,7 +147,8 @@ class SFTStage(_TrainerStage):
 
     #: budget_reading_*: extra rows built by sblite (train/datasets.build_sft_dataset)
     SBLITE_ONLY: ClassVar[frozenset[str]] = frozenset(
-        {"trl_args", "budget_reading_tokens", "budget_reading_samples", "budget_reading_epochs", "budget_stating_rows"}
+        {"trl_args", "budget_reading_tokens", "budget_reading_samples", "budget_reading_epochs", "budget_stating_rows",
+         "budget_stating_length"}
     )
 
     learning_rate: float = Field(2e-4, gt=0)
@@ -176,8 +177,15 @@ class SFTStage(_TrainerStage):
     budget_stating_rows: int = Field(
         0, ge=0, description="0: off. M: every self row (its budget trained, not pre-filled) also gives M copies of "
         "a row that ends after `<budget>N</budget><solution>`, loss on those tags only: the budget the model "
-        "states for the question, which a full row averages into its solution's loss. Trained among the "
-        "budget-reading rows under group_by_length (one shared length)",
+        "states for the question, which a full row averages into its solution's loss. Under group_by_length "
+        "they share batches with the budget-reading rows (sft.budget_stating_length)",
+    )
+    budget_stating_length: Literal["reading", "own"] = Field(
+        "reading", description="the group_by_length length of the budget-stating rows. reading: the reading rows' "
+        "one shared length, so the two kinds share batches and every reading row is padded to a prompt's length "
+        "(what the reproduction measured). own: a shared length of their own: 1.56x fewer SFT tokens computed "
+        "(benchmarks/results/sft_padding*.json), but they then train in batches of their own, half the weight "
+        "per step, and the model stated 2-3 distinct budgets against 6-9 (benchmarks/results/stating_batching.md)",
     )
 
     @model_validator(mode="after")
@@ -194,6 +202,9 @@ class SFTStage(_TrainerStage):
                 "group_by_length sorts them by their budget's digit count again (train/datasets.keep_columns); "
                 "remove it: sblite sets it to false for these rows"
             )
+        if self.budget_stating_length == "own" and not self.budget_stating_rows:
+            raise ValueError("sft.budget_stating_length=own sets the batch length of the budget-stating rows, but "
+                             "sft.budget_stating_rows is 0; set it (e.g. 2) or drop sft.budget_stating_length")
         if self.budget_reading_epochs and not self.budget_reading_tokens:
             raise ValueError(
                 f"sft.budget_reading_epochs={self.budget_reading_epochs:g} trains budget-reading rows in a phase of "

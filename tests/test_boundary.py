@@ -316,3 +316,32 @@ def test_group_by_length_mixes_budgets_of_every_digit_count_in_each_budget_readi
     assert sum(len(b) for b in batches) == len(rows) * 2 + 40 * len(rows)  # every row once
     assert len(digits) >= 30
     assert sum(len(d) > 1 for d in digits) > 0.8 * len(digits), digits
+
+
+@pytest.mark.parametrize(("stating_length", "shared"), [("reading", True), ("own", False)])
+def test_budget_stating_length_decides_whether_stating_rows_share_the_reading_rows_batches(
+    smol_shaped_dir, tmp_path, capture_sft_batches, stating_length, shared
+):
+    """``sft.budget_stating_length`` under ``group_by_length``, through the real ``SFTTrainer``'s sampler:
+    ``reading`` gives the stating rows (a whole prompt each) the reading rows' shared length, so they land in
+    the reading rows' batches, and pad them to a prompt's length (1.83× the real tokens of the demo's candidate
+    cold start: benchmarks/results/sft_padding.json); ``own`` gives them a length of their own, so only the batch
+    where one kind's run ends and the next begins, in each of the sampler's few mega-batches, mixes them."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smol_shaped_dir)
+    data = write_prepared(tmp_path / "data", tok, n=8)
+    cfg = _recipe(smol_shaped_dir, data, tmp_path / "run", "stages=[sft]", "sft.num_train_epochs=1", "sft.max_steps=-1",
+                  "sft.per_device_train_batch_size=8", "sft.budget_reading_tokens=2", "sft.budget_reading_samples=100",
+                  "sft.budget_stating_rows=4", f"sft.budget_stating_length={stating_length}",
+                  "sft.trl_args.train_sampling_strategy=group_by_length")  # fmt: skip
+    run_training(cfg)
+    batches = [[tok.decode(ids) for ids in batch] for batch in capture_sft_batches.batches]
+    reading = [b for b in batches if any(t.startswith(protocol.BUDGET_OPEN) for t in b)]
+    mixed = [b for b in reading if any(t.endswith(protocol.SOLUTION_OPEN) for t in b)]
+    assert sum(t.endswith(protocol.SOLUTION_OPEN) for b in batches for t in b) == 4 * 8  # every stating row trained
+    assert len(reading) >= 90
+    if shared:
+        assert len(mixed) > 0.15 * len(reading), (len(mixed), len(reading))
+    else:
+        assert len(mixed) < 0.1 * len(reading), (len(mixed), len(reading))

@@ -34,12 +34,12 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
     ``sft.budget_reading_tokens`` each row also gives a short prompt-less row (``protocol.encode_budget_reading``),
     and ``sft.budget_reading_samples`` adds more at drawn budgets (``budget_reading_draws``). With
     ``sft.budget_stating_rows`` M, each self row (not pre-filled) also gives M rows that end after its budget
-    (``protocol.encode_budget_stating``), trained among the reading rows.
+    (``protocol.encode_budget_stating``), grouped with the reading rows or apart (``sft.budget_stating_length``).
 
     With ``sft.budget_reading_epochs`` > 0 the budget-reading rows are a phase of their own: the default call
     gives the full rows only and ``reading_phase=True`` gives the reading rows only (``None`` when there are
     none); with 0 the default call gives both, mixed. With budget-reading or -stating rows every example also has a
-    ``length`` column for ``group_by_length`` (``shared_reading_length``; ``keep_columns`` keeps it for TRL)."""
+    ``length`` column for ``group_by_length`` (``shared_lengths``; ``keep_columns`` keeps it for TRL)."""
     from datasets import Dataset
 
     if not rows:
@@ -47,6 +47,7 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
     separate = cfg.sft.budget_reading_epochs > 0
     full, reading = [], []
     k, stating = cfg.sft.budget_reading_tokens, cfg.sft.budget_stating_rows
+    stating_group = STATING if cfg.sft.budget_stating_length == "own" else READING
     if stating and all(r.get("prefilled") for r in rows):
         raise TrainingError(f"sft.budget_stating_rows={stating}: every SFT row is pre-filled, so none states its own "
                             "budget; set it to 0, or prepare self rows (sampled answers, data.self_renderings)")
@@ -58,21 +59,21 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
             if stating and not r.get("prefilled"):
                 ids_s, mask_s = protocol.encode_budget_stating(
                     tokenizer, r["question"], r["completion"], **prompt_options(cfg))  # fmt: skip
-                full += [{"input_ids": ids_s, "completion_mask": mask_s, LENGTH_COLUMN: None}] * stating
+                full += [{"input_ids": ids_s, "completion_mask": mask_s, LENGTH_COLUMN: stating_group}] * stating
         except ValueError as err:
             raise TrainingError(f"SFT example {r.get('id')!r}: {err}") from None
         full.append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: len(ids)})
         if k:
             ids, mask = protocol.encode_budget_reading(tokenizer, r["completion"], k)
-            (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: None})
+            (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: READING})
     for budget, completion in budget_reading_draws(rows, cfg.sft.budget_reading_samples, seed=cfg.sft.seed):
         ids, mask = protocol.encode_budget_reading(tokenizer, protocol.with_budget(completion, budget), k)
-        (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: None})
+        (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: READING})
     if reading_phase:
-        return Dataset.from_list(shared_reading_length(reading)) if reading else None
+        return Dataset.from_list(shared_lengths(reading)) if reading else None
     if not (k or stating):  # the paper's rows: no length column
         return Dataset.from_list([{c: e[c] for c in ("input_ids", "completion_mask")} for e in full])
-    return Dataset.from_list(shared_reading_length(full))
+    return Dataset.from_list(shared_lengths(full))
 
 
 #: the dataset column transformers' ``group_by_length`` sampler reads (``TrainingArguments.length_column_name``)
@@ -95,9 +96,14 @@ def keep_columns(dataset, trl_args: dict[str, Any]) -> dict[str, Any]:
     return {"remove_unused_columns": False} if grouped and LENGTH_COLUMN in dataset.column_names else {}
 
 
-def shared_reading_length(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+#: placeholders in the ``length`` column until ``shared_lengths`` gives each kind of short row its shared length
+READING, STATING = "reading", "stating"
+
+
+def shared_lengths(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``examples`` whose ``length`` column (read by ``train_sampling_strategy: group_by_length``) is a full
-    row's true length and, for every budget-reading or budget-stating row (``length`` None), one shared value.
+    row's true length and, for the budget-reading rows (``READING``) and the budget-stating rows (``STATING``),
+    one shared value per kind: the longest row of that kind.
 
     Grouping by the true length would sort the reading rows by their budget's digit count (``<budget>8`` is one
     token shorter than ``<budget>64``, two shorter than ``<budget>128``), so no batch would hold a 2- and a
@@ -105,15 +111,20 @@ def shared_reading_length(examples: list[dict[str, Any]]) -> list[dict[str, Any]
     ``reading-draws`` variant lost all reading that way (first-token TV 0.026; with the shared length 0.80, and a
     pre-fill sweep slope of 0.72: benchmarks/results/cold_start_draws_shared.md). With one shared length the
     reading rows stay in random order among themselves, still apart from the long rows that would drown their
-    few loss tokens.
+    few loss tokens. The stating rows (``sft.budget_stating_length``) come as ``READING`` (default: they share
+    the reading rows' batches, and pad every reading row there to a prompt's length: 1.83× the real tokens of
+    the demo's candidate cold start) or ``STATING`` (a length of their own: 1.17×; benchmarks/results/
+    sft_padding.json).
 
-    >>> rows = [{"input_ids": [1] * 9, "length": None}, {"input_ids": [1] * 8, "length": None},
-    ...         {"input_ids": [1] * 40, "length": 40}]
-    >>> [r["length"] for r in shared_reading_length(rows)]
-    [9, 9, 40]
+    >>> rows = [{"input_ids": [1] * 9, "length": READING}, {"input_ids": [1] * 8, "length": READING},
+    ...         {"input_ids": [1] * 30, "length": STATING}, {"input_ids": [1] * 40, "length": 40}]
+    >>> [r["length"] for r in shared_lengths(rows)]
+    [9, 9, 30, 40]
     """
-    shared = max((len(e["input_ids"]) for e in examples if e[LENGTH_COLUMN] is None), default=0)
-    return [e if e[LENGTH_COLUMN] is not None else {**e, LENGTH_COLUMN: shared} for e in examples]
+    shared = {kind: max((len(e["input_ids"]) for e in examples if e[LENGTH_COLUMN] == kind), default=0)
+              for kind in (READING, STATING)}  # fmt: skip
+    return [{**e, LENGTH_COLUMN: shared[e[LENGTH_COLUMN]]} if isinstance(e[LENGTH_COLUMN], str) else e
+            for e in examples]  # fmt: skip
 
 
 def budget_reading_draws(rows: list[dict[str, Any]], per_question: int, *, seed: int) -> list[tuple[int, str]]:
