@@ -14,7 +14,7 @@
 5. generate  answer one question from the GGUF (or the merged model), budget first
 
 Every step is a library call with its own rich progress; the outputs land in one folder with a
-``report.md`` holding the comparison table. Defaults are sized to finish in about 14 minutes on two CPU
+``report.md`` holding the comparison table. Defaults are sized to finish in about 12 minutes on two CPU
 cores (``benchmarks/results/demo_default.md``); ``--quick`` runs a smaller version in a few minutes.
 
 The demo only calls the library's stage functions; it must not hold pipeline logic of its own.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +42,10 @@ class DemoOptions:
     #: (`git show 149c3d7~1:benchmarks/results/reproduce_cpu.md`): the bundled solutions re-said at five lengths
     #: (data.renderings), the reference one as the self row whose budget the model states
     #: (data.self_renderings), and 3-token budget-reading rows at 10 drawn budgets per question
-    #: (sft.budget_reading_tokens/_samples), 3 epochs. No stating rows: in that run they cut the pre-fill slope
-    #: 0.55 → 0.25. With all seven renderings (`checked` reaches 128; README "Does it work?") they raise it,
-    #: 0.60 → 0.81; here, with `checked` and 192 new tokens, slope 0.06 → 0.74 but 24 min
-    #: (benchmarks/results/demo_candidate_checked.md). Cut to 20 questions, k=2, 4 lengths and 2 epochs it
-    #: bound nothing (benchmarks/results/demo_candidate_small.md)
+    #: (sft.budget_reading_tokens/_samples), 3 epochs. A pre-filled 128 reads as "12" here; with `checked`, 2
+    #: stating rows and 192 new tokens it binds (slope 0.74) but took 24 min, 19.4 with the stating rows'
+    #: own batch length; cut to fit 15 min (2 epochs; or 20 questions and k=2) it lost the 128 binding again
+    #: (benchmarks/results/demo_adoption_stating.md)
     train_questions: int = 24
     k: int = 4
     eval_questions: int = 30
@@ -113,6 +113,8 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     total = 5
     t_all = time.perf_counter()
     prepared, run = out / "prepared", RunDir(out / "run")
+    if run.root.exists():  # only with --force: start over, never resume stages an earlier demo finished
+        shutil.rmtree(run.root)
     dtype = opts.dtype or _native_bf16_or_none()
     # the demo's own sizes win; everything else comes from the recipe, as `sblite <command> --recipe` would
     overrides = {
@@ -149,7 +151,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     console.print(f"prepared: {prep.sft} SFT rows, {prep.grpo} GRPO prompts")
 
     t = _stage(console, 2, total, "train: budget SFT → budget-guided GRPO")
-    run_training(recipe, resume=run.recipe_file.exists(), console=console)
+    run_training(recipe, console=console)
     timings["train"] = time.perf_counter() - t
 
     e = settings["eval"]

@@ -5,6 +5,7 @@ cold-start switches reach the trainer: its stating rows are rows the SFT steps o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from sblite.data.prepared import load_prepared
@@ -40,3 +41,8 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     assert "budget-reading rows (3 solution tokens each, 2 drawn budgets per question" in report
     assert "on each of the first 3 held-out problems" in report and "| budget 16 | 3 |" in report
     assert json.loads((out / "demo.json").read_text())["options"]["self_renderings"] == ["reference"]
+
+    # --force over that folder trains anew: the finished stages of the run above are not resumed
+    run_demo(dataclasses.replace(opts, sft_epochs=2.0, force=True))
+    sft_steps = [m for m in map(json.loads, (out / "run" / "metrics.jsonl").open()) if m["stage"] == "sft"]
+    assert [m["step"] for m in sft_steps if "loss" in m] == list(range(1, 13))
