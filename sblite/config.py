@@ -184,8 +184,8 @@ class SFTStage(_TrainerStage):
         "reading", description="the group_by_length length of the budget-stating rows. reading: the reading rows' "
         "one shared length, so the two kinds share batches and every reading row is padded to a prompt's length "
         "(what the reproduction measured). own: a shared length of their own: 1.56x fewer SFT tokens computed "
-        "(benchmarks/results/sft_padding*.json), but they then train in batches of their own, half the weight "
-        "per step, and the model stated 2-3 distinct budgets against 6-9 (benchmarks/results/stating_batching.md)",
+        "(benchmarks/results/sft_padding*.json), but they then train in batches of their own, less weight per "
+        "stating row per step, and the model stated 2-3 distinct budgets against 6-9 (benchmarks/results/stating_batching.md)",
     )
 
     @model_validator(mode="after")

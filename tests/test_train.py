@@ -553,6 +553,40 @@ def test_budget_reading_epochs_needs_tokens_and_names_the_fix():
         load_recipe("tiny-cpu", ["sft.budget_reading_epochs=2"])
 
 
+@pytest.mark.parametrize(("overrides", "refused"), [
+    (["sft.budget_stating_length=own"], True),  # no stating rows to give a length
+    (["sft.budget_stating_length=own", "sft.budget_stating_rows=2"], False),
+    (["sft.budget_stating_length=reading"], False),
+])
+def test_a_stating_length_without_stating_rows_is_refused_naming_the_fix(overrides, refused):
+    from sblite.recipes import RecipeError
+
+    if refused:
+        with pytest.raises(RecipeError, match="sft.budget_stating_rows is 0; set it"):
+            load_recipe("tiny-cpu", overrides)
+    else:
+        assert load_recipe("tiny-cpu", overrides).sft.budget_stating_length == overrides[0].split("=")[1]
+
+
+@pytest.mark.parametrize("length", ["reading", "own"])
+def test_stating_rows_take_the_reading_rows_length_or_one_of_their_own(tiny_prepared_dir, tiny_tokenizer, length):
+    """``sft.budget_stating_length`` sets the ``length`` column group_by_length reads: ``reading`` puts the
+    stating rows under the reading rows' one shared length, ``own`` under a shared length of their own."""
+    from sblite import protocol
+    from sblite.train.datasets import LENGTH_COLUMN, build_sft_dataset
+
+    cfg = load_recipe("tiny-cpu", ["sft.budget_reading_tokens=2", "sft.budget_stating_rows=2",
+                                   f"sft.budget_stating_length={length}"])  # fmt: skip
+    ds = list(build_sft_dataset(load_prepared(tiny_prepared_dir).sft, cfg, tiny_tokenizer))
+    texts = [tiny_tokenizer.decode(e["input_ids"]) for e in ds]
+    reading = {e[LENGTH_COLUMN] for e, t in zip(ds, texts, strict=True) if t.startswith(protocol.BUDGET_OPEN)}
+    stating = {e[LENGTH_COLUMN] for e, t in zip(ds, texts, strict=True) if t.endswith(protocol.SOLUTION_OPEN)}
+    assert len(reading) == 1 and len(stating) == 1
+    longest = max(len(e["input_ids"]) for e, t in zip(ds, texts, strict=True) if t.endswith(protocol.SOLUTION_OPEN))
+    assert stating == {longest}
+    assert (reading == stating) == (length == "reading")
+
+
 def test_budget_reading_epochs_split_the_rows_into_two_phases_and_lose_none(tiny_prepared_dir, tiny_tokenizer):
     """With ``sft.budget_reading_epochs`` the default build gives the full rows only and ``reading_phase=True``
     the reading rows only; together they are exactly the mixed dataset."""
