@@ -38,12 +38,13 @@ def main(argv: list[str] | None = None) -> dict:
     from sblite.eval.run import EvalOptions, run_eval
 
     sizes = [int(b) for b in args.batch_sizes.split(",")]
+    budgets = [int(b) for b in args.budgets.split(",")]
     runs, first = {}, None
     with tempfile.TemporaryDirectory() as tmp:
         for bs in sizes:
             t = time.perf_counter()
             r = run_eval(EvalOptions(model=args.model, stage=args.stage, dataset=args.dataset, mode=args.mode,
-                                     budgets=[int(b) for b in args.budgets.split(",")], limit=args.limit,
+                                     budgets=budgets, limit=args.limit,
                                      max_new_tokens=args.max_new_tokens, batch_size=bs, out=f"{tmp}/{bs}"))  # fmt: skip
             wall = time.perf_counter() - t
             texts = [rec["text"] for rec in r["records"]]

@@ -58,29 +58,25 @@ def main(argv: list[str] | None = None) -> dict:
 
     from transformers import AutoTokenizer
 
-    from sblite import protocol
     from sblite.data.prepared import load_prepared
     from sblite.models import resolve_model
-    from sblite.recipes import load_recipe
-    from sblite.train.datasets import build_sft_dataset
+    from sblite.recipes import RecipeError, load_recipe
+    from sblite.train.datasets import LENGTH_COLUMN, build_sft_dataset
 
-    cfg = load_recipe(args.recipe, args.set)
-    tok = AutoTokenizer.from_pretrained(resolve_model(cfg.model.name_or_path))
-    ds = build_sft_dataset(load_prepared(args.prepared).sft, cfg, tok)
-    true = [len(ids) for ids in ds["input_ids"]]
-    texts = [tok.decode(ids) for ids in ds["input_ids"]]
-    # reading rows have no prompt (they start at the budget tag); stating rows end where the solution opens
-    reading = [t.startswith(protocol.BUDGET_OPEN) for t in texts]
-    stating = [t.endswith(protocol.SOLUTION_OPEN) for t in texts]
-    if not any(stating):
-        raise SystemExit("the recipe trains no budget-stating rows: set sft.budget_stating_rows (e.g. --set "
-                         "sft.budget_stating_rows=2)")
-    r_len = max((t for t, r in zip(true, reading, strict=True) if r), default=0)
-    s_len = max(t for t, s in zip(true, stating, strict=True) if s)
-    one = max(r_len, s_len)
+    rows = load_prepared(args.prepared).sft
+    tok, lengths = None, {}
+    for setting in ("reading", "own"):  # the length column sblite itself writes under each setting
+        try:
+            cfg = load_recipe(args.recipe, [*args.set, f"sft.budget_stating_length={setting}"])
+        except RecipeError as err:
+            raise SystemExit(str(err)) from None
+        tok = tok or AutoTokenizer.from_pretrained(resolve_model(cfg.model.name_or_path))
+        ds = build_sft_dataset(rows, cfg, tok)
+        lengths[setting] = list(ds[LENGTH_COLUMN])
+    true = [len(ids) for ids in ds["input_ids"]]  # the same rows, in the same order, under both settings
     orderings = {
-        "reading": ([one if r or s else t for r, s, t in zip(reading, stating, true, strict=True)], True),
-        "own": ([r_len if r else s_len if s else t for r, s, t in zip(reading, stating, true, strict=True)], True),
+        "reading": (lengths["reading"], True),
+        "own": (lengths["own"], True),
         "true length": (true, True),
         "random": (true, False),
     }
@@ -96,8 +92,6 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "args": vars(args),
         "rows": len(true),
-        "reading_rows": sum(reading),
-        "stating_rows": sum(stating),
         "batch_size": bs,
         "real_tokens": real,
         "orderings": table,
