@@ -140,20 +140,19 @@ def nearest_prefill(sweep: dict, tokens: float) -> tuple[str, dict]:
     return b, by[b]
 
 
-def brief_on_sweep(work: Path, sweep_name: str) -> dict:
-    """The brief base on the sweep's own questions (the first ``--sweep-questions`` of the eval's), from the two
-    evals' records: "beats brief" compares accuracy on the same questions, not a 16-question sweep against the
-    brief base on all 40."""
+def on_sweep_questions(work: Path, sweep_name: str, name: str) -> dict:
+    """Eval ``name``'s summary on the sweep's own questions (the first ``--sweep-questions`` of the eval's), from
+    the two evals' records: "beats brief" and the frontier's points compare on the same questions, not a
+    16-question sweep against a base on all 40."""
     import json
+
+    from sblite.eval.metrics import summary_on
 
     def records(name: str) -> list[dict]:
         path = eval_dir(work, "arith-test", name) / "results.json"
         return json.loads(path.read_text(encoding="utf-8"))["records"]
 
-    qids = {r["qid"] for r in records(sweep_name)}
-    brief = [r for r in records("base brief") if r["qid"] in qids]
-    return {"questions": len(brief), "accuracy": sum(r["correct"] for r in brief) / len(brief),
-            "mean_generated_tokens": sum(r["generated_tokens"] for r in brief) / len(brief)}  # fmt: skip
+    return summary_on(records(name), {r["qid"] for r in records(sweep_name)})
 
 
 def trained_size(run: Path) -> dict:
@@ -341,7 +340,10 @@ def main() -> None:
 
     # --- targets, per trained row
     arith = table["arith-test"]
-    brief = brief_on_sweep(work, f"{trained[0].name} sweep")  # every sweep runs on the same questions
+    # every sweep runs on the same questions
+    on_sweep = {n: on_sweep_questions(work, f"{trained[0].name} sweep", e)
+                for n, e in (("base (plain prompt)", "base"), ("base (brief prompt)", "base brief"))}  # fmt: skip
+    brief = on_sweep["base (brief prompt)"]
     reached = {}
     for name in [*runs, *guarded]:
         row = name.split(" · guard ")[0]
@@ -362,7 +364,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot_frontier(
-        {n: arith[n]["overall"] for n in ("base (plain prompt)", "base (brief prompt)")},
+        on_sweep,
         {**sweeps, **guarded}, out / "frontier.png",
         f"accuracy vs tokens · SmolLM2-135M · arith-test ({args.sweep_questions} q per budget)")  # fmt: skip
     result = write_json(out.with_suffix(".json"), {

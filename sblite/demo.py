@@ -95,6 +95,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     from rich.console import Console
 
     from sblite.data.prepare import PrepareOptions, run_prepare
+    from sblite.eval.metrics import summary_on
     from sblite.eval.plots import plot_frontier
     from sblite.eval.run import EvalOptions, run_eval
     from sblite.logs import progress_bars, quiet_libraries
@@ -171,12 +172,14 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
                                  **swept), console)
     guarded = run_eval(EvalOptions(model=str(run), out=str(out / "eval-prefill-guard"), mode="prefill",
                                    baseline=baseline, **{**swept, "budget_guard": "band"}), console)
-    frontier = plot_frontier({"base (plain prompt)": base["summary"]["overall"],
-                              "base (brief prompt)": brief["summary"]["overall"],
-                              "SFT + GRPO (own budget)": trained["summary"]["overall"]},
+    # the points on the sweep's questions (its first `swept["limit"]`), so every marker and curve counts the same ones
+    qids = {r["qid"] for r in sweep["records"]}
+    frontier = plot_frontier({"base (plain prompt)": summary_on(base["records"], qids),
+                              "base (brief prompt)": summary_on(brief["records"], qids),
+                              "SFT + GRPO (own budget)": summary_on(trained["records"], qids)},
                              {"SFT + GRPO": sweep["summary"], "SFT + GRPO · guard band": guarded["summary"]},
                              out / "frontier.png",
-                             f"accuracy vs tokens · {opts.model} · arith-test")  # fmt: skip
+                             f"accuracy vs tokens · {opts.model} · arith-test ({len(qids)} questions)")  # fmt: skip
     timings["eval"] = time.perf_counter() - t
 
     x = settings["export"]
@@ -349,8 +352,8 @@ def render_demo_report(
         f"within ±50%: {_pct(guarded['summary']['overall']['adherence_50'])}; accuracy "
         f"{_pct(guarded['summary']['overall']['accuracy'])} (unguarded {_pct(sweep['summary']['overall']['accuracy'])}).",
         "",
-        "Frontier (accuracy vs generated tokens; baselines as points, each pre-fill sweep as a curve): "
-        "`frontier.png`.",
+        "Frontier (accuracy vs generated tokens; baselines as points, each pre-fill sweep as a curve, all on the "
+        "sweep's questions): `frontier.png`.",
         "",
         "Plots: `eval-trained/budget_vs_length.png`, `eval-trained/by_level.png`, `eval-base/by_level.png`, "
         "`eval-prefill/prefill_sweep.png`.",

@@ -211,7 +211,7 @@ def test_sft_sequences_start_with_the_prefilled_prompt_that_eval_feeds_token_for
     r = rows[0]
     budget = protocol.parse_completion(r["completion"]).budget
     opts = EvalOptions(model=str(model_dir), dataset=str(data / "grpo.jsonl"), mode="prefill", budgets=[budget],
-                       limit=1, max_new_tokens=4, out=str(tmp_path / "eval"), plots=False)  # fmt: skip
+                       limit=1, max_new_tokens=budget, out=str(tmp_path / "eval"), plots=False)  # fmt: skip
     capture_eval_prompts.rows.clear()  # the SFT model's forwards were captured too
     run_eval(opts)
     prefilled = protocol.encode_prompt(tok, protocol.render_prompt(tok, r["question"], budget=budget))

@@ -67,6 +67,8 @@ def test_prefill_sweep_with_baseline(tiny_model_dir, questions, tmp_path):
         "prefill",
         "--budgets",
         "8,16",
+        "--max-new-tokens",  # room for the largest budget (a smaller limit is refused)
+        "16",
         "--n-samples",
         "2",
         "--temperature",
@@ -96,6 +98,8 @@ def test_eval_bad_inputs_fail_in_one_line(tiny_model_dir, questions, tmp_path):
     cases = [
         (["--mode", "bogus"], "choose self, prefill or none"),
         (["--mode", "prefill", "--budgets", "a,b"], "comma-separated whole numbers"),
+        # a budget the answer cannot reach: every answer would be cut first
+        (["--mode", "prefill", "--budgets", "8,64", "--max-new-tokens", "16"], "raise --max-new-tokens to at least 64"),
         (["--baseline", str(tmp_path / "missing.json")], "no such file"),
         (["--mode", "none", "--style", "chatty"], "--style 'chatty': choose plain or brief"),
     ]

@@ -159,6 +159,18 @@ def summarize(records: Sequence[EvalRecord], baseline: Sequence[EvalRecord] | No
     return out
 
 
+def summary_on(records: Iterable[dict[str, Any]], qids: Iterable[str]) -> dict[str, Any]:
+    """``summarize`` over the records (a results.json's ``records``) of the questions ``qids`` only: a baseline
+    on the questions a pre-fill sweep ran on, so a frontier plot or an accuracy comparison sets like against like.
+
+    >>> recs = [asdict(EvalRecord(q, 0, q == "a", True, n)) for q, n in (("a", 10), ("b", 30))]
+    >>> s = summary_on(recs, {"a"}); s["questions"], s["accuracy"], s["mean_tokens"]
+    (1, 1.0, 10.0)
+    """
+    keep = set(qids)
+    return summarize([EvalRecord(**r) for r in records if r["qid"] in keep])
+
+
 def compression(records: Sequence[EvalRecord], baseline: Sequence[EvalRecord]) -> dict[str, Any]:
     """``1 - mean generated tokens / baseline's`` on the questions both runs answered (``compression``, the
     headline), the same on solution tokens (``compression_solution``), and the accuracy delta."""

@@ -211,6 +211,11 @@ def run_eval(opts: EvalOptions, console=None) -> dict[str, Any]:
         raise EvalError(f"--mode {opts.mode!r}: choose self, prefill or none")
     if opts.mode == "prefill" and (not opts.budgets or any(b < 1 for b in opts.budgets)):
         raise EvalError("--budgets: give positive whole numbers, e.g. --budgets 64,128,256")
+    if opts.mode == "prefill" and (over := [b for b in opts.budgets if b > opts.max_new_tokens]):
+        raise EvalError(
+            f"--budgets {','.join(map(str, over))} > --max-new-tokens {opts.max_new_tokens}: every answer would be cut "
+            f"before it could reach its budget; raise --max-new-tokens to at least {max(over)} or drop those budgets"
+        )
     if opts.style not in protocol.SAMPLE_STYLES:
         raise EvalError(f"--style {opts.style!r}: choose {' or '.join(protocol.SAMPLE_STYLES)}")
     out = Path(opts.out)
