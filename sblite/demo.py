@@ -14,7 +14,7 @@
 5. generate  answer one question from the GGUF (or the merged model), budget first
 
 Every step is a library call with its own rich progress; the outputs land in one folder with a
-``report.md`` holding the comparison table. Defaults are sized to finish in about 12 minutes on two CPU
+``report.md`` holding the comparison table. Defaults are sized to finish in about 10 minutes on two CPU
 cores (``benchmarks/results/demo_default.md``); ``--quick`` runs a smaller version in a few minutes.
 
 The demo only calls the library's stage functions; it must not hold pipeline logic of its own.
@@ -41,11 +41,10 @@ class DemoOptions:
     #: the cold start of the 5-rendering one-call reproduction's "our SFT − stating rows" row, at its size
     #: (`git show 149c3d7~1:benchmarks/results/reproduce_cpu.md`): the bundled solutions re-said at five lengths
     #: (data.renderings), the reference one as the self row whose budget the model states
-    #: (data.self_renderings), and 3-token budget-reading rows at 10 drawn budgets per question
-    #: (sft.budget_reading_tokens/_samples), 3 epochs. A pre-filled 128 reads as "12" here; with `checked`, 2
-    #: stating rows and 192 new tokens it binds (slope 0.74) but took 24 min, 19.4 with the stating rows'
-    #: own batch length; cut to fit 15 min (2 epochs; or 20 questions and k=2) it lost the 128 binding again
-    #: (benchmarks/results/demo_adoption_stating.md)
+    #: (data.self_renderings), and 3-token budget-reading rows at 30 drawn budgets per question
+    #: (sft.budget_reading_tokens/_samples), 3 epochs. With 10 drawn budgets a pre-filled 128 read as a short
+    #: budget (18-31 tokens; at seed 1 nothing bound, slope -0.03); 30 bind 8 … 128 at seeds 0 and 1 (slope
+    #: 0.65 / 0.69, 89 / 94 tokens at 128) for +80 s of training (benchmarks/results/demo_reading_samples.md)
     train_questions: int = 24
     k: int = 4
     eval_questions: int = 30
@@ -56,7 +55,7 @@ class DemoOptions:
     renderings: tuple[str, ...] = ("answer", "short", "reference", "stated", "explained")
     self_renderings: tuple[str, ...] = ("reference",)
     reading_tokens: int = 3
-    reading_samples: int = 10
+    reading_samples: int = 30
     stating_rows: int = 0
     #: None: bfloat16 on a CPU with native bf16 (2.66× per step with tcmalloc: cpu_train_speed.json), else
     #: the recipe's model.dtype
