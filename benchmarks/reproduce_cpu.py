@@ -133,13 +133,6 @@ def select_rows(rows: list[Row], keys: str) -> list[Row]:
     return chosen
 
 
-def nearest_prefill(sweep: dict, tokens: float) -> tuple[str, dict]:
-    """The pre-filled budget whose mean generated tokens is closest to ``tokens`` (the brief base's length)."""
-    by = sweep["by_prefill_budget"]
-    b = min(by, key=lambda k: abs((by[k]["mean_generated_tokens"] or 0) - tokens))
-    return b, by[b]
-
-
 def on_sweep_questions(work: Path, sweep_name: str, name: str) -> dict:
     """Eval ``name``'s summary on the sweep's own questions (the first ``--sweep-questions`` of the eval's), from
     the two evals' records: "beats brief" and the frontier's points compare on the same questions, not a
@@ -249,6 +242,7 @@ def main() -> None:
     from rich.console import Console
 
     from sblite.data.readers import resolve_source
+    from sblite.eval import metrics
     from sblite.eval.plots import plot_frontier
     from sblite.eval.run import EvalOptions, markdown_table, run_eval
     from sblite.recipes import load_recipe
@@ -348,7 +342,7 @@ def main() -> None:
     for name in [*runs, *guarded]:
         row = name.split(" · guard ")[0]
         o, s = arith[row]["overall"], {**sweeps, **guarded}[name]["overall"]
-        b, near = nearest_prefill({**sweeps, **guarded}[name], brief["mean_generated_tokens"] or 0)
+        b, near = metrics.nearest_prefill({**sweeps, **guarded}[name], brief["mean_generated_tokens"] or 0)
         reached[name] = {
             "prefill_slope": s["slope"], "prefill_r2": s["r2"], "prefill_adherence_50": s["adherence_50"],
             "adherence_50": o["adherence_50"], "spearman_budget_level": o["spearman_budget_level"],

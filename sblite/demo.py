@@ -204,6 +204,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
         "trained_by_level": trained["summary"]["by_level"],
         "prefill_sweep": sweep["summary"],
         "prefill_sweep_guarded": guarded["summary"],
+        "beats_brief": beats_brief(brief, sweep),
         "frontier_plot": str(frontier),
         "export": exported,
         "generate": answer,
@@ -264,6 +265,38 @@ def _generate(exported: dict[str, Any], console) -> dict[str, Any]:
             live.update(render_live(state, DEMO_QUESTION))
     console.print(summary_line(state), highlight=False)
     return {"source": source, "question": DEMO_QUESTION, **state.to_json()}
+
+
+def beats_brief(brief: dict[str, Any], sweep: dict[str, Any]) -> dict[str, Any]:
+    """The trained model against just asking for brevity: the brief-prompt base (``brief``, a results dict) on
+    the pre-fill sweep's own questions, and the sweep's (``sweep``, a results dict) pre-filled budget whose
+    length is nearest the brief answers' (``eval.metrics.nearest_prefill``). ``beats`` when it is at least as
+    accurate there.
+
+    >>> rec = lambda q, ok, n, b=None: {"qid": q, "sample": 0, "correct": ok, "format_ok": True, "length": n,
+    ...                                 "prefill_budget": b, "mode": "prefill" if b else "none"}
+    >>> brief = {"records": [rec("a", True, 20), rec("b", False, 30), rec("c", True, 9)]}
+    >>> sweep = {"records": [rec("a", True, 12, 16), rec("b", True, 14, 16)],
+    ...          "summary": {"by_prefill_budget": {"16": {"accuracy": 1.0, "mean_generated_tokens": 13.0},
+    ...                                            "64": {"accuracy": 1.0, "mean_generated_tokens": 60.0}}}}
+    >>> beats_brief(brief, sweep)
+    {'questions': 2, 'brief_accuracy': 0.5, 'brief_tokens': 25.0, 'budget': 16, 'accuracy': 1.0, 'tokens': 13.0, 'beats': True}
+    """
+    from sblite.eval.metrics import nearest_prefill, summary_on
+
+    b = summary_on(brief["records"], {r["qid"] for r in sweep["records"]})
+    budget, near = nearest_prefill(sweep["summary"], b["mean_generated_tokens"] or 0)
+    return {"questions": b["questions"], "brief_accuracy": b["accuracy"], "brief_tokens": b["mean_generated_tokens"],
+            "budget": int(budget), "accuracy": near["accuracy"], "tokens": near["mean_generated_tokens"],
+            "beats": (near["accuracy"] or 0) >= (b["accuracy"] or 0)}  # fmt: skip
+
+
+def _beats_brief_line(x: dict[str, Any]) -> str:
+    verdict = "as accurate or more: it beats" if x["beats"] else "less accurate: it does not beat"
+    return (f"Against just asking for brevity, on the same {x['questions']} problems: the brief-prompt base is "
+            f"right on {_pct(x['brief_accuracy'])} at {_fmt(x['brief_tokens'])} generated tokens; pre-filled "
+            f"with {x['budget']} (the budget whose answers come nearest that length) the trained model is right on "
+            f"{_pct(x['accuracy'])} at {_fmt(x['tokens'])} tokens, {verdict} the brief prompt at that length.")  # fmt: skip
 
 
 def _fmt(v: float | None) -> str:
@@ -337,6 +370,8 @@ def render_demo_report(
         f"Slope of length on the pre-filled budget: {_fmt(sweep['summary']['overall']['slope'])}, "
         f"R² {_fmt(sweep['summary']['overall']['r2'])}; within ±50% of the forced budget: "
         f"{_pct(sweep['summary']['overall']['adherence_50'])}.",
+        "",
+        _beats_brief_line(summary["beats_brief"]),
         "",
         "## The same sweep with the budget guard (`--budget-guard band`)",
         "",

@@ -40,6 +40,10 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     assert "2 copies of each self row cut after its budget" in report and report.count(", in bfloat16.") == 1
     assert "budget-reading rows (3 solution tokens each, 2 drawn budgets per question" in report
     assert "on each of the first 3 held-out problems" in report and "| budget 16 | 3 |" in report
+    # "beats brief" sets the sweep against the brief base on the sweep's 3 problems, not its 5
+    beats = summary["beats_brief"]
+    assert beats["questions"] == 3 and str(beats["budget"]) in by_budget
+    assert "on the same 3 problems: the brief-prompt base is right on" in report
     assert json.loads((out / "demo.json").read_text())["options"]["self_renderings"] == ["reference"]
 
     # --force over that folder trains anew: the finished stages of the run above are not resumed

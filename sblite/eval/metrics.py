@@ -171,6 +171,20 @@ def summary_on(records: Iterable[dict[str, Any]], qids: Iterable[str]) -> dict[s
     return summarize([EvalRecord(**r) for r in records if r["qid"] in keep])
 
 
+def nearest_prefill(sweep: dict[str, Any], tokens: float) -> tuple[str, dict[str, Any]]:
+    """``(budget, summary)`` of the pre-filled budget in a prefill-mode ``summary`` whose mean generated tokens
+    are nearest ``tokens``: where a sweep meets a baseline's length ("beats just asking for brevity").
+
+    >>> b, s = nearest_prefill({"by_prefill_budget": {"16": {"mean_generated_tokens": 13.0},
+    ...                                               "32": {"mean_generated_tokens": 33.0}}}, 24.7)
+    >>> b
+    '32'
+    """
+    by = sweep["by_prefill_budget"]
+    b = min(by, key=lambda k: abs((by[k]["mean_generated_tokens"] or 0) - tokens))
+    return b, by[b]
+
+
 def compression(records: Sequence[EvalRecord], baseline: Sequence[EvalRecord]) -> dict[str, Any]:
     """``1 - mean generated tokens / baseline's`` on the questions both runs answered (``compression``, the
     headline), the same on solution tokens (``compression_solution``), and the accuracy delta."""
