@@ -148,7 +148,7 @@ class SFTStage(_TrainerStage):
     #: budget_reading_*: extra rows built by sblite (train/datasets.build_sft_dataset)
     SBLITE_ONLY: ClassVar[frozenset[str]] = frozenset(
         {"trl_args", "budget_reading_tokens", "budget_reading_samples", "budget_reading_epochs", "budget_stating_rows",
-         "budget_stating_length"}
+         "budget_stating_length", "budget_tag_weight"}
     )
 
     learning_rate: float = Field(2e-4, gt=0)
@@ -188,6 +188,12 @@ class SFTStage(_TrainerStage):
         "stating row per step, and the model stated 2-3 distinct budgets against 6-9 (benchmarks/results/stating_batching.md)",
     )
 
+    budget_tag_weight: float = Field(
+        1.0, ge=1.0, description="1: off (the paper). W > 1: in every self row (its budget trained, not pre-filled) "
+        "the loss on `<budget>N</budget><solution>` counts W times, as W - 1 budget-stating rows would add it, "
+        "without their prompts to compute (sblite/train/weighted.py)",
+    )
+
     @model_validator(mode="after")
     def _reading_samples_need_tokens(self) -> SFTStage:
         if self.budget_reading_samples and not self.budget_reading_tokens:
@@ -205,6 +211,13 @@ class SFTStage(_TrainerStage):
         if self.budget_stating_length == "own" and not self.budget_stating_rows:
             raise ValueError("sft.budget_stating_length=own sets the batch length of the budget-stating rows, but "
                              "sft.budget_stating_rows is 0; set it (e.g. 2) or drop sft.budget_stating_length")
+        if self.budget_tag_weight != 1 and (self.packing or self.trl_args.get("padding_free")
+                                            or self.trl_args.get("remove_unused_columns")):
+            raise ValueError(
+                f"sft.budget_tag_weight={self.budget_tag_weight:g} weighs tokens of each row apart, which "
+                "sft.packing, sft.trl_args.padding_free and sft.trl_args.remove_unused_columns would lose (rows "
+                "packed together, or the weight column dropped); turn those off or set sft.budget_tag_weight=1"
+            )
         if self.budget_reading_epochs and not self.budget_reading_tokens:
             raise ValueError(
                 f"sft.budget_reading_epochs={self.budget_reading_epochs:g} trains budget-reading rows in a phase of "

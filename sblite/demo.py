@@ -57,6 +57,7 @@ class DemoOptions:
     reading_tokens: int = 3
     reading_samples: int = 30
     stating_rows: int = 0
+    tag_weight: float = 1.0  # sft.budget_tag_weight: a self row's budget tags weigh this much in the SFT loss
     #: None: bfloat16 on a CPU with native bf16 (2.66× per step with tcmalloc: cpu_train_speed.json), else
     #: the recipe's model.dtype
     dtype: str | None = None
@@ -126,6 +127,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
             # reading rows train in batches of their own, every digit count mixed (train/datasets.py)
             "sft.trl_args.train_sampling_strategy": "group_by_length"} if opts.reading_tokens else {}),
         **({"sft.budget_stating_rows": opts.stating_rows} if opts.stating_rows else {}),
+        **({"sft.budget_tag_weight": opts.tag_weight} if opts.tag_weight != 1 else {}),
         **({"model.dtype": dtype} if dtype else {}),
     }  # fmt: skip
     recipe, sources = load_recipe_with_sources(opts.recipe, [f"{k}={v}" for k, v in overrides.items()],
@@ -320,6 +322,8 @@ def _cold_start_line(o: dict[str, Any], dtype: str) -> str:
     if o.get("stating_rows"):
         line += (f", {o['stating_rows']} copies of each self row cut after its budget, loss on the budget only "
                  "(`sft.budget_stating_rows`)")
+    if o.get("tag_weight", 1) != 1:
+        line += f", each self row's budget weighing {o['tag_weight']:g}× in the loss (`sft.budget_tag_weight`)"
     if o["reading_tokens"]:
         line += (f", and budget-reading rows ({o['reading_tokens']} solution tokens each, {o['reading_samples']} "
                  "drawn budgets per question: `sft.budget_reading_tokens`, `sft.budget_reading_samples`)")

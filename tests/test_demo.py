@@ -17,7 +17,7 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     opts = DemoOptions(out=str(out), model="builtin:tiny-random", train_questions=6, k=2, eval_questions=5,
                        sweep_questions=3, sft_epochs=1.0, grpo_steps=1, max_new_tokens=24, prefill_budgets=(8, 16),
                        renderings=("short", "reference"), self_renderings=("reference",), stating_rows=2,
-                       reading_samples=2, dtype="bfloat16")  # fmt: skip
+                       reading_samples=2, dtype="bfloat16", tag_weight=2.0)  # fmt: skip
     summary = run_demo(opts)
 
     sft = load_prepared(out / "prepared").sft
@@ -27,7 +27,8 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     # drawn-budget reading rows per question: 12 + 12 + 12 + 12 = 48 rows, 6 steps of the recipe's batch of 8
     sft_steps = [m for m in map(json.loads, (out / "run" / "metrics.jsonl").open()) if m["stage"] == "sft"]
     assert max(m["step"] for m in sft_steps) == 6
-    assert "dtype: bfloat16" in (out / "run" / "recipe.resolved.yaml").read_text()
+    resolved = (out / "run" / "recipe.resolved.yaml").read_text()
+    assert "dtype: bfloat16" in resolved and "budget_tag_weight: 2.0" in resolved
     assert summary["trained"]["questions"] == 5 and summary["base_brief"]["questions"] == 5
     by_budget = summary["prefill_sweep"]["by_prefill_budget"]
     assert sorted(by_budget) == ["16", "8"] and {b["questions"] for b in by_budget.values()} == {3}
@@ -37,6 +38,7 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     report = (out / "report.md").read_text(encoding="utf-8")
     assert report.startswith("# sblite demo: SelfBudgeter on builtin:tiny-random (CPU)")
     assert "re-said as short (pre-filled rows" in report and "reference with its length as the budget" in report
+    assert "each self row's budget weighing 2× in the loss" in report
     assert "2 copies of each self row cut after its budget" in report and report.count(", in bfloat16.") == 1
     assert "budget-reading rows (3 solution tokens each, 2 drawn budgets per question" in report
     assert "on each of the first 3 held-out problems" in report and "| budget 16 | 3 |" in report

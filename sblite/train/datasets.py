@@ -18,6 +18,7 @@ from typing import Any
 from sblite import protocol
 from sblite.config import Recipe
 from sblite.train import TrainingError
+from sblite.train.weighted import LOSS_WEIGHT_COLUMN
 
 #: tokens a completion spends before its solution: "<budget>1234</budget>" and slack for the tag split
 BUDGET_TAG_TOKENS = 16
@@ -47,6 +48,7 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
     separate = cfg.sft.budget_reading_epochs > 0
     full, reading = [], []
     k, stating = cfg.sft.budget_reading_tokens, cfg.sft.budget_stating_rows
+    weight = cfg.sft.budget_tag_weight
     stating_group = STATING if cfg.sft.budget_stating_length == "own" else READING
     if stating and all(r.get("prefilled") for r in rows):
         raise TrainingError(f"sft.budget_stating_rows={stating}: every SFT row is pre-filled, so none states its own "
@@ -60,24 +62,44 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
                 ids_s, mask_s = protocol.encode_budget_stating(
                     tokenizer, r["question"], r["completion"], **prompt_options(cfg))  # fmt: skip
                 full += [{"input_ids": ids_s, "completion_mask": mask_s, LENGTH_COLUMN: stating_group}] * stating
+            example = {"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: len(ids)}
+            if weight != 1 and not r.get("prefilled"):
+                example[LOSS_WEIGHT_COLUMN] = budget_tag_weights(tokenizer, r["completion"], mask, weight)
         except ValueError as err:
             raise TrainingError(f"SFT example {r.get('id')!r}: {err}") from None
-        full.append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: len(ids)})
+        full.append(example)
         if k:
             ids, mask = protocol.encode_budget_reading(tokenizer, r["completion"], k)
             (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: READING})
     for budget, completion in budget_reading_draws(rows, cfg.sft.budget_reading_samples, seed=cfg.sft.seed):
         ids, mask = protocol.encode_budget_reading(tokenizer, protocol.with_budget(completion, budget), k)
         (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: READING})
+    if weight != 1:  # every row needs the column; only self rows' tags weigh more than 1
+        full = [{LOSS_WEIGHT_COLUMN: [1.0] * len(e["input_ids"]), **e} for e in full]
+        reading = [{LOSS_WEIGHT_COLUMN: [1.0] * len(e["input_ids"]), **e} for e in reading]
     if reading_phase:
         return Dataset.from_list(shared_lengths(reading)) if reading else None
     if not (k or stating):  # the paper's rows: no length column
-        return Dataset.from_list([{c: e[c] for c in ("input_ids", "completion_mask")} for e in full])
+        return Dataset.from_list([{c: e[c] for c in ("input_ids", "completion_mask", LOSS_WEIGHT_COLUMN) if c in e}
+                                  for e in full])  # fmt: skip
     return Dataset.from_list(shared_lengths(full))
 
 
 #: the dataset column transformers' ``group_by_length`` sampler reads (``TrainingArguments.length_column_name``)
 LENGTH_COLUMN = "length"
+
+
+def budget_tag_weights(tokenizer, completion: str, mask: list[int], weight: float) -> list[float]:
+    """Per-token loss weights of a self row (``sft.budget_tag_weight``): ``weight`` on the
+    ``<budget>N</budget><solution>`` ids it writes (what a budget-stating row trains), 1 elsewhere. ``mask`` is
+    the row's completion mask (``protocol.encode_training_example``): the tags are its first trained ids."""
+    split = protocol.split_completion_ids(tokenizer, completion)
+    if split is None:
+        raise ValueError("sft.budget_tag_weight needs a completion that opens with <budget>N</budget><solution>")
+    start = mask.index(1)
+    weights = [1.0] * len(mask)
+    weights[start : start + len(split[0])] = [float(weight)] * len(split[0])
+    return weights
 
 
 def keep_columns(dataset, trl_args: dict[str, Any]) -> dict[str, Any]:
@@ -92,8 +114,8 @@ def keep_columns(dataset, trl_args: dict[str, Any]) -> dict[str, Any]:
     >>> keep_columns(ds, {"train_sampling_strategy": "group_by_length"}), keep_columns(ds, {})
     ({'remove_unused_columns': False}, {})
     """
-    grouped = trl_args.get("train_sampling_strategy") == "group_by_length"
-    return {"remove_unused_columns": False} if grouped and LENGTH_COLUMN in dataset.column_names else {}
+    grouped = trl_args.get("train_sampling_strategy") == "group_by_length" and LENGTH_COLUMN in dataset.column_names
+    return {"remove_unused_columns": False} if grouped or LOSS_WEIGHT_COLUMN in dataset.column_names else {}
 
 
 #: placeholders in the ``length`` column until ``shared_lengths`` gives each kind of short row its shared length

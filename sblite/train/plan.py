@@ -59,7 +59,8 @@ def train_plan(cfg: Recipe) -> dict[str, Any]:
                             "budget_reading_samples": cfg.sft.budget_reading_samples,
                             "budget_reading_epochs": cfg.sft.budget_reading_epochs,
                             "budget_stating_rows": cfg.sft.budget_stating_rows,
-                            "budget_stating_length": cfg.sft.budget_stating_length}
+                            "budget_stating_length": cfg.sft.budget_stating_length,
+                            "budget_tag_weight": cfg.sft.budget_tag_weight}
     if "grpo" in cfg.stages:
         g = cfg.grpo
         plan["grpo (TRL GRPOConfig)"] = {

@@ -174,8 +174,11 @@ def _sft_trainer(model, tokenizer, dataset, args, label: str, run: RunDir, conso
     from trl import SFTTrainer
 
     from sblite.train.callbacks import make_callbacks
+    from sblite.train.weighted import LOSS_WEIGHT_COLUMN, weighted_sft_trainer
 
-    trainer = SFTTrainer(
+    # sft.budget_tag_weight: a loss that reads the per-token weights (train/weighted.py)
+    build = weighted_sft_trainer if LOSS_WEIGHT_COLUMN in dataset.column_names else SFTTrainer
+    trainer = build(
         model=model,
         args=args,
         train_dataset=dataset,

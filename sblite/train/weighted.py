@@ -1,0 +1,87 @@
+"""Per-token SFT loss weights (``sft.budget_tag_weight``): the column, the collator that pads it, the loss.
+
+A self row's budget is a handful of ids in a long row, so plain SFT loss barely rewards stating the right one;
+budget-stating rows (``sft.budget_stating_rows``) add that loss again at the cost of a prompt each. Weighing the
+row's own ``<budget>N</budget><solution>`` ids adds the same loss with no extra tokens to compute.
+
+``train/datasets.build_sft_dataset`` writes the ``loss_weight`` column (1 except on those ids);
+``WeightedCollator`` pads it beside TRL's own collator; ``weighted_sft_trainer`` gives TRL's ``SFTTrainer`` a loss
+that uses it: ``Σ w·nll / n`` over the labelled tokens, ``n`` counting each once (TRL's normaliser), so weights
+of 1 give TRL's loss. Batches whose weights are all 1 go to TRL's own ``compute_loss`` unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: the dataset column of per-token loss weights, aligned with ``input_ids``
+LOSS_WEIGHT_COLUMN = "loss_weight"
+
+
+class WeightedCollator:
+    """TRL's collator (``base``) plus the ``loss_weight`` column, right-padded with 0 to the batch's ids."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        weights = [e.pop(LOSS_WEIGHT_COLUMN) for e in examples]
+        out = self.base(examples)
+        padded = torch.zeros(out["input_ids"].shape, dtype=torch.float32)
+        for i, w in enumerate(weights):
+            w = torch.as_tensor(w, dtype=torch.float32)[: padded.shape[1]]
+            padded[i, : len(w)] = w
+        out[LOSS_WEIGHT_COLUMN] = padded
+        return out
+
+
+def weighted_nll(logits, labels, weights, num_items_in_batch=None):
+    """``Σ w·nll / n`` of next-token predictions: ``labels`` (-100 where nothing is learned) and ``weights``
+    aligned with the inputs, shifted by one as a causal LM predicts; ``n`` the labelled tokens (or TRL's
+    ``num_items_in_batch`` across gradient accumulation).
+
+    >>> import torch
+    >>> logits = torch.zeros(1, 3, 4); labels = torch.tensor([[-100, 1, 2]])
+    >>> round(float(weighted_nll(logits, labels, torch.ones(1, 3))), 4), round(float(torch.log(torch.tensor(4.))), 4)
+    (1.3863, 1.3863)
+    >>> round(float(weighted_nll(logits, labels, torch.tensor([[1., 3., 1.]]))), 4)  # (3 + 1) / 2 × ln 4
+    2.7726
+    """
+    import torch
+    import torch.nn.functional as F
+
+    target, w = labels[:, 1:], weights[:, 1:].to(torch.float32)
+    pred = logits[:, :-1].float()
+    nll = F.cross_entropy(pred.reshape(-1, pred.size(-1)), target.reshape(-1), ignore_index=-100, reduction="none")
+    n = (target != -100).sum() if num_items_in_batch is None else num_items_in_batch
+    return (nll * w.reshape(-1)).sum() / torch.as_tensor(n, device=nll.device).clamp(min=1)
+
+
+def weighted_sft_trainer(**kwargs):
+    """A TRL ``SFTTrainer`` (``kwargs`` as its own) whose loss reads the ``loss_weight`` column."""
+    import torch
+    from trl import SFTTrainer
+
+    class WeightedSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            weights = inputs.pop(LOSS_WEIGHT_COLUMN, None)
+            labels = inputs["labels"]
+            if weights is None or bool((weights[labels != -100] == 1).all()):  # TRL's own loss and metrics
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+            logits = getattr(outputs, "logits", None)
+            if not isinstance(logits, torch.Tensor) or logits.numel() == 0:  # Unsloth: None or an EmptyLogits
+                raise RuntimeError(
+                    "sft.budget_tag_weight needs the model's logits, and this model returned none (Unsloth leaves "
+                    "them out unless UNSLOTH_RETURN_LOGITS=1); set that variable or sft.budget_tag_weight=1"
+                )
+            loss = weighted_nll(logits, labels, weights, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as TRL: DDP averages the gradients across ranks
+            return (loss, outputs) if return_outputs else loss
+
+    trainer = WeightedSFTTrainer(**kwargs)
+    trainer.data_collator = WeightedCollator(trainer.data_collator)
+    return trainer
