@@ -211,12 +211,20 @@ class SFTStage(_TrainerStage):
         if self.budget_stating_length == "own" and not self.budget_stating_rows:
             raise ValueError("sft.budget_stating_length=own sets the batch length of the budget-stating rows, but "
                              "sft.budget_stating_rows is 0; set it (e.g. 2) or drop sft.budget_stating_length")
-        if self.budget_tag_weight != 1 and (self.packing or self.trl_args.get("padding_free")
-                                            or self.trl_args.get("remove_unused_columns")):
+        t = self.trl_args
+        if self.budget_tag_weight != 1 and (self.packing or t.get("padding_free") or t.get("remove_unused_columns")
+                                            or t.get("truncation_mode", "keep_start") != "keep_start"):
             raise ValueError(
                 f"sft.budget_tag_weight={self.budget_tag_weight:g} weighs tokens of each row apart, which "
-                "sft.packing, sft.trl_args.padding_free and sft.trl_args.remove_unused_columns would lose (rows "
-                "packed together, or the weight column dropped); turn those off or set sft.budget_tag_weight=1"
+                "sft.packing, sft.trl_args.padding_free, remove_unused_columns and truncation_mode other than "
+                "keep_start would lose (rows packed together, the weight column dropped, or cut from the other "
+                "end); turn those off or set sft.budget_tag_weight=1"
+            )
+        if self.budget_tag_weight != 1 and (t.get("loss_type", "nll") != "nll" or t.get("label_smoothing_factor")):
+            raise ValueError(
+                f"sft.budget_tag_weight={self.budget_tag_weight:g} computes its own weighted NLL, so "
+                "sft.trl_args loss_type/label_smoothing_factor would not be applied; drop "
+                "them or set sft.budget_tag_weight=1"
             )
         if self.budget_reading_epochs and not self.budget_reading_tokens:
             raise ValueError(

@@ -49,13 +49,13 @@ def test_weighted_loss_through_trls_collator_is_trls_loss_plus_the_tags(tiny_pre
     each unit of weight above 1 adds the tags' loss once (the loss is linear in the weight)."""
     import torch
     from transformers import AutoModelForCausalLM
-    from trl import SFTConfig
+    from trl import SFTConfig, SFTTrainer
 
-    from sblite.train.weighted import weighted_nll, weighted_sft_trainer
+    from sblite.train.weighted import weighted_sft_trainer
 
     rows = load_prepared(tiny_prepared_dir).sft
     ds = build_sft_dataset(rows, load_recipe("tiny-cpu", ["sft.budget_tag_weight=3"]), tiny_tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).train()  # TRL logs train metrics in train mode
     args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, remove_unused_columns=False,
                      report_to=[], use_cpu=True, completion_only_loss=True)  # fmt: skip
     trainer = weighted_sft_trainer(model=model, args=args, train_dataset=ds, processing_class=tiny_tokenizer)
@@ -68,10 +68,12 @@ def test_weighted_loss_through_trls_collator_is_trls_loss_plus_the_tags(tiny_pre
             return float(trainer.compute_loss(model, {**batch, LOSS_WEIGHT_COLUMN: w}))
 
     ones = torch.ones_like(weights)
-    trl_loss = loss(ones)  # all 1: TRL's own compute_loss
-    with torch.no_grad():
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    assert weighted_nll(logits, batch["labels"], ones) == pytest.approx(trl_loss, rel=1e-4)
+    with torch.no_grad():  # TRL's own loss (its fused LM head) on the same batch
+        trl_loss = float(SFTTrainer.compute_loss(trainer, model, {k: v for k, v in batch.items() if k != LOSS_WEIGHT_COLUMN}))
+    assert loss(ones) == pytest.approx(trl_loss, rel=1e-4)
+    # TRL's metrics are kept on the weighted path: tokens seen count on, token accuracy logged
+    assert trainer._metrics["train"]["num_tokens"][-1] == 2 * int(batch["attention_mask"].sum())
+    assert len(trainer._metrics["train"]["mean_token_accuracy"]) == 2
     two = torch.where(weights == 3, 2.0, 1.0)
     assert loss(weights) - trl_loss == pytest.approx(2 * (loss(two) - trl_loss), rel=1e-4)
     assert loss(weights) > trl_loss
@@ -95,8 +97,15 @@ def test_budget_tag_weight_trains_from_the_cli_recipe(tiny_prepared_dir, tmp_pat
     assert [m["step"] for m in steps] == [1, 2] and all(m["loss"] > 0 for m in steps)
 
 
-@pytest.mark.parametrize("conflict", ["sft.packing=true", "sft.trl_args.padding_free=true",
-                                      "sft.trl_args.remove_unused_columns=true"])  # fmt: skip
-def test_budget_tag_weight_refuses_what_would_lose_the_weights(conflict):
-    with pytest.raises(Exception, match="turn those off or set sft.budget_tag_weight=1"):
+@pytest.mark.parametrize(("conflict", "fix"), [
+    ("sft.packing=true", "turn those off"),
+    ("sft.trl_args.padding_free=true", "turn those off"),
+    ("sft.trl_args.remove_unused_columns=true", "turn those off"),
+    ("sft.trl_args.truncation_mode=keep_end", "turn those off"),
+    ("sft.trl_args.loss_type=dft", "would not be applied; drop them"),
+    ("sft.trl_args.label_smoothing_factor=0.1", "would not be applied; drop them"),
+])  # fmt: skip
+def test_budget_tag_weight_refuses_what_it_would_not_honour(conflict, fix):
+    with pytest.raises(Exception, match=f"{fix} or set sft.budget_tag_weight=1"):
         load_recipe("tiny-cpu", ["sft.budget_tag_weight=3", conflict])
+    load_recipe("tiny-cpu", [conflict])  # each is fine without the weight

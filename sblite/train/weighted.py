@@ -7,7 +7,8 @@ row's own ``<budget>N</budget><solution>`` ids adds the same loss with no extra 
 ``train/datasets.build_sft_dataset`` writes the ``loss_weight`` column (1 except on those ids);
 ``WeightedCollator`` pads it beside TRL's own collator; ``weighted_sft_trainer`` gives TRL's ``SFTTrainer`` a loss
 that uses it: ``Σ w·nll / n`` over the labelled tokens, ``n`` counting each once (TRL's normaliser), so weights
-of 1 give TRL's loss. Batches whose weights are all 1 go to TRL's own ``compute_loss`` unchanged.
+of 1 give TRL's loss, with TRL's metrics (entropy, token accuracy, tokens). Unlike TRL's fused LM head it builds
+the full logits (batch × length × vocabulary, and a float32 log-softmax for the metrics): more memory per step.
 """
 
 from __future__ import annotations
@@ -65,11 +66,10 @@ def weighted_sft_trainer(**kwargs):
     from trl import SFTTrainer
 
     class WeightedSFTTrainer(SFTTrainer):
+        # every batch takes this path (never TRL's per batch): on several ranks all run the same collectives
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            weights = inputs.pop(LOSS_WEIGHT_COLUMN, None)
+            weights = inputs.pop(LOSS_WEIGHT_COLUMN)
             labels = inputs["labels"]
-            if weights is None or bool((weights[labels != -100] == 1).all()):  # TRL's own loss and metrics
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
             logits = getattr(outputs, "logits", None)
             if not isinstance(logits, torch.Tensor) or logits.numel() == 0:  # Unsloth: None or an EmptyLogits
@@ -79,8 +79,27 @@ def weighted_sft_trainer(**kwargs):
                 )
             loss = weighted_nll(logits, labels, weights, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-                loss = loss * self.accelerator.num_processes  # as TRL: DDP averages the gradients across ranks
+                loss = loss * (self.accelerator.num_processes // self._tp_size)  # as TRL: DDP averages gradients
+            self._log_metrics(logits, labels, inputs)
             return (loss, outputs) if return_outputs else loss
+
+        def _log_metrics(self, logits, labels, inputs) -> None:
+            """TRL's own per-step metrics (entropy, token accuracy, tokens seen), from the full logits."""
+            mode = "train" if self.model.training else "eval"
+            target = labels[:, 1:]
+            valid = target != -100
+            with torch.no_grad():
+                logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+                entropy = -(logp.exp() * logp).sum(-1)[valid].sum()
+                correct = (logp.argmax(-1) == target)[valid].sum()
+            gather = self.accelerator.gather_for_metrics
+            num_valid = gather(valid.sum()).sum()
+            entropy_sum, num_correct = gather(entropy).sum(), gather(correct).sum()
+            self._metrics[mode]["entropy"].append((entropy_sum / num_valid).item() if num_valid > 0 else 0.0)
+            self._metrics[mode]["mean_token_accuracy"].append((num_correct / num_valid).item() if num_valid > 0 else 0.0)
+            if mode == "train":
+                self._total_train_tokens += gather(inputs["attention_mask"].sum()).sum().item() // self._tp_size
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
 
     trainer = WeightedSFTTrainer(**kwargs)
     trainer.data_collator = WeightedCollator(trainer.data_collator)
