@@ -362,11 +362,19 @@ def encode_budget_stating(
     for the question it reads, which a full row averages into the loss of its whole solution."""
     ids, mask = encode_training_example(tokenizer, question, completion, system_prompt=system_prompt,
                                         instruction_in_user=instruction_in_user)  # fmt: skip
+    _, end = budget_tag_span(tokenizer, completion, mask, what="a budget-stating row")
+    return ids[:end], mask[:end]
+
+
+def budget_tag_span(tokenizer: Any, completion: str, mask: list[int], *, what: str) -> tuple[int, int]:
+    """``[start, end)`` of ``<budget>N</budget><solution>`` in a self row's ids, given the row's completion mask
+    (``encode_training_example``): the first ids it trains. ``what`` names the row in the error for a completion
+    without those tags."""
     split = split_completion_ids(tokenizer, completion)
     if split is None:
-        raise ValueError("a budget-stating row needs a completion that opens with <budget>N</budget><solution>")
-    end = mask.index(1) + len(split[0])
-    return ids[:end], mask[:end]
+        raise ValueError(f"{what} needs a completion that opens with <budget>N</budget><solution>")
+    start = mask.index(1)
+    return start, start + len(split[0])
 
 
 def encode_budget_reading(tokenizer: Any, completion: str, k: int) -> tuple[list[int], list[int]]:

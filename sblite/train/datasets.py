@@ -93,12 +93,9 @@ def budget_tag_weights(tokenizer, completion: str, mask: list[int], weight: floa
     """Per-token loss weights of a self row (``sft.budget_tag_weight``): ``weight`` on the
     ``<budget>N</budget><solution>`` ids it writes (what a budget-stating row trains), 1 elsewhere. ``mask`` is
     the row's completion mask (``protocol.encode_training_example``): the tags are its first trained ids."""
-    split = protocol.split_completion_ids(tokenizer, completion)
-    if split is None:
-        raise ValueError("sft.budget_tag_weight needs a completion that opens with <budget>N</budget><solution>")
-    start = mask.index(1)
+    start, end = protocol.budget_tag_span(tokenizer, completion, mask, what="sft.budget_tag_weight")
     weights = [1.0] * len(mask)
-    weights[start : start + len(split[0])] = [float(weight)] * len(split[0])
+    weights[start:end] = [float(weight)] * (end - start)
     return weights
 
 
