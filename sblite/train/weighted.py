@@ -8,7 +8,8 @@ row's own ``<budget>N</budget><solution>`` ids adds the same loss with no extra 
 ``WeightedCollator`` pads it beside TRL's own collator; ``weighted_sft_trainer`` gives TRL's ``SFTTrainer`` a loss
 that uses it: ``Σ w·nll / n`` over the labelled tokens, ``n`` counting each once (TRL's normaliser), so weights
 of 1 give TRL's loss, with TRL's metrics (entropy, token accuracy, tokens). Unlike TRL's fused LM head it builds
-the full logits (batch × length × vocabulary, and a float32 log-softmax for the metrics): more memory per step.
+the full logits (batch × length × vocabulary) and one float32 log-softmax of them, shared by the loss and
+the metrics: more memory per step.
 """
 
 from __future__ import annotations
@@ -38,26 +39,33 @@ class WeightedCollator:
         return out
 
 
-def weighted_nll(logits, labels, weights, num_items_in_batch=None):
-    """``Σ w·nll / n`` of next-token predictions: ``labels`` (-100 where nothing is learned) and ``weights``
-    aligned with the inputs, shifted by one as a causal LM predicts; ``n`` the labelled tokens (or TRL's
+def shifted_log_probs(logits):
+    """Float32 log-probabilities of each next token (positions 0 … T-2 predict 1 … T-1): computed once per
+    batch, for the weighted loss and for TRL's metrics."""
+    import torch
+
+    return torch.log_softmax(logits[:, :-1].float(), dim=-1)
+
+
+def weighted_nll(logp, labels, weights, num_items_in_batch=None):
+    """``Σ w·nll / n`` of next-token predictions: ``logp`` from ``shifted_log_probs``, ``labels`` (-100 where
+    nothing is learned) and ``weights`` aligned with the inputs; ``n`` the labelled tokens (or TRL's
     ``num_items_in_batch`` across gradient accumulation).
 
     >>> import torch
-    >>> logits = torch.zeros(1, 3, 4); labels = torch.tensor([[-100, 1, 2]])
-    >>> round(float(weighted_nll(logits, labels, torch.ones(1, 3))), 4), round(float(torch.log(torch.tensor(4.))), 4)
+    >>> logp = shifted_log_probs(torch.zeros(1, 3, 4)); labels = torch.tensor([[-100, 1, 2]])
+    >>> round(float(weighted_nll(logp, labels, torch.ones(1, 3))), 4), round(float(torch.log(torch.tensor(4.))), 4)
     (1.3863, 1.3863)
-    >>> round(float(weighted_nll(logits, labels, torch.tensor([[1., 3., 1.]]))), 4)  # (3 + 1) / 2 × ln 4
+    >>> round(float(weighted_nll(logp, labels, torch.tensor([[1., 3., 1.]]))), 4)  # (3 + 1) / 2 × ln 4
     2.7726
     """
     import torch
-    import torch.nn.functional as F
 
     target, w = labels[:, 1:], weights[:, 1:].to(torch.float32)
-    pred = logits[:, :-1].float()
-    nll = F.cross_entropy(pred.reshape(-1, pred.size(-1)), target.reshape(-1), ignore_index=-100, reduction="none")
-    n = (target != -100).sum() if num_items_in_batch is None else num_items_in_batch
-    return (nll * w.reshape(-1)).sum() / torch.as_tensor(n, device=nll.device).clamp(min=1)
+    valid = target != -100
+    nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    n = valid.sum() if num_items_in_batch is None else num_items_in_batch
+    return (nll * w * valid).sum() / torch.as_tensor(n, device=nll.device).clamp(min=1)
 
 
 def weighted_sft_trainer(**kwargs):
@@ -77,19 +85,19 @@ def weighted_sft_trainer(**kwargs):
                     "sft.budget_tag_weight needs the model's logits, and this model returned none (Unsloth leaves "
                     "them out unless UNSLOTH_RETURN_LOGITS=1); set that variable or sft.budget_tag_weight=1"
                 )
-            loss = weighted_nll(logits, labels, weights, num_items_in_batch)
+            logp = shifted_log_probs(logits)
+            loss = weighted_nll(logp, labels, weights, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * (self.accelerator.num_processes // self._tp_size)  # as TRL: DDP averages gradients
-            self._log_metrics(logits, labels, inputs)
+            self._log_metrics(logp.detach(), labels, inputs)
             return (loss, outputs) if return_outputs else loss
 
-        def _log_metrics(self, logits, labels, inputs) -> None:
-            """TRL's own per-step metrics (entropy, token accuracy, tokens seen), from the full logits."""
+        def _log_metrics(self, logp, labels, inputs) -> None:
+            """TRL's own per-step metrics (entropy, token accuracy, tokens seen), from the loss's log-probs."""
             mode = "train" if self.model.training else "eval"
             target = labels[:, 1:]
             valid = target != -100
             with torch.no_grad():
-                logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
                 entropy = -(logp.exp() * logp).sum(-1)[valid].sum()
                 correct = (logp.argmax(-1) == target)[valid].sum()
             gather = self.accelerator.gather_for_metrics
