@@ -85,6 +85,17 @@ def test_optimizer_and_quantisation_move_the_estimate():
     assert bf16["vllm kv cache (share − weights)"] < 0  # 15 GiB of bf16 weights overflow a 13.2 GiB share
 
 
+def test_budget_tag_weight_counts_the_whole_batch_logits_twice():
+    """sft.budget_tag_weight takes its loss from the micro-batch's full logits (Unsloth chunks them otherwise)
+    and keeps a fp32 log-softmax beside them: batch × max_length × vocab × 4 bytes, twice."""
+    plain = load_recipe("sft-7b")
+    weighted = load_recipe("sft-7b", ["sft.budget_tag_weight=3"])
+    b, n = plain.sft.per_device_train_batch_size, plain.sft.max_length
+    grown = estimate(weighted)["sft: activations"] - estimate(plain)["sft: activations"]
+    assert plain.model.backend != "hf"  # Unsloth: one sequence's logits without the weight
+    assert grown == pytest.approx((2 * b * n - n) * V * 4 / GIB, abs=0.02)
+
+
 def test_unknown_model_says_so_instead_of_numbers():
     est = estimate(load_recipe("grpo-7b", ["model.name_or_path=someone/unknown-model"]))
     assert "unknown" in est["shapes"] and "weights" not in est

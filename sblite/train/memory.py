@@ -13,7 +13,9 @@ comments atop ``recipes/*.yaml`` quote it. The terms, each a function below:
   needs completions × (prompt + completion) × layers × 2 × kv_heads × head_dim × 2 bytes of it.
 - activations, rough (±50%): the checkpointed layer inputs (Unsloth's offloaded checkpointing keeps about two
   layers' on the GPU), one layer recomputed during backward, and the logits (Unsloth chunks them, one
-  sequence at a time; plain TRL holds the micro-batch's in fp32).
+  sequence at a time; plain TRL holds the micro-batch's in fp32). ``sft.budget_tag_weight`` ≠ 1 takes its
+  loss from the whole micro-batch's logits on either backend (``train/weighted.py``; Unsloth must return them)
+  and keeps their fp32 log-softmax beside them: two fp32 copies.
 
 Shapes come from ``KNOWN_SHAPES`` (the shipped recipes' models) or a local model directory's
 ``config.json``. Pure arithmetic on the recipe: nothing is loaded, nothing imported beyond the standard
@@ -235,9 +237,11 @@ def estimate(cfg: Any, *, card_gib: float = CARD_GIB, shapes: Shapes | None = No
     if "sft" in cfg.stages:
         sft = cfg.sft
         train = trainable_bytes(s, cfg, sft.optim)
-        logits = (
-            sft.max_length if _backend(cfg) == "unsloth" else sft.per_device_train_batch_size * sft.max_length
-        )
+        full = sft.per_device_train_batch_size * sft.max_length
+        if sft.budget_tag_weight != 1:  # train/weighted.py: the logits and their fp32 log-softmax, whole batch
+            logits = 2 * full
+        else:
+            logits = sft.max_length if _backend(cfg) == "unsloth" else full
         act = activation_bytes(
             s, batch=sft.per_device_train_batch_size, seq=sft.max_length, logits_tokens=logits, cfg=cfg
         )
