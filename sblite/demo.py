@@ -62,6 +62,10 @@ class DemoOptions:
     #: the recipe's model.dtype
     dtype: str | None = None
     prefill_budgets: tuple[int, ...] = (8, 16, 32, 64, 128)  # the report's pre-fill sweep
+    #: also sweep the brief-prompt base's mean length on the sweep's questions (rounded), as
+    #: benchmarks/reproduce_cpu.py does: "beats just asking for brevity" then compares at that length, not at
+    #: the nearest of prefill_budgets (32 against the brief base's 25 tokens before)
+    brief_budget: bool = True
     #: the sweep (and its guarded repeat) runs on the first this-many eval questions: 2 × 5 budgets × 30
     #: questions were 300 of the eval's 420 generations, the most of its 6 min
     sweep_questions: int = 16
@@ -168,7 +172,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
                                baseline=baseline, **common), console)
     trained = run_eval(EvalOptions(model=str(run), out=str(out / "eval-trained"), mode="self",
                                    baseline=baseline, **common), console)
-    swept = {**common, "budgets": list(opts.prefill_budgets), "limit": min(opts.sweep_questions, e["limit"])}
+    swept = {**common, "budgets": sweep_budgets(opts, brief), "limit": min(opts.sweep_questions, e["limit"])}
     sweep = run_eval(EvalOptions(model=str(run), out=str(out / "eval-prefill"), mode="prefill", baseline=baseline,
                                  **swept), console)
     guarded = run_eval(EvalOptions(model=str(run), out=str(out / "eval-prefill-guard"), mode="prefill",
@@ -269,6 +273,25 @@ def _generate(exported: dict[str, Any], console) -> dict[str, Any]:
     return {"source": source, "question": DEMO_QUESTION, **state.to_json()}
 
 
+def sweep_budgets(opts: DemoOptions, brief: dict[str, Any]) -> list[int]:
+    """The pre-filled budgets the report sweeps: ``opts.prefill_budgets`` and, with ``opts.brief_budget``, the
+    brief-prompt base's (``brief``, a results dict) mean generated tokens on the sweep's questions (the first
+    ``opts.sweep_questions``), rounded.
+
+    >>> rec = lambda q, n: {"qid": q, "sample": 0, "correct": False, "format_ok": False, "length": n, "mode": "none"}
+    >>> brief = {"records": [rec("a", 20), rec("b", 31), rec("c", 90)]}
+    >>> sweep_budgets(DemoOptions(prefill_budgets=(8, 64), sweep_questions=2), brief)
+    [8, 26, 64]
+    """
+    from sblite.eval.metrics import summary_on
+
+    budgets = set(opts.prefill_budgets)
+    if opts.brief_budget:
+        qids = list(dict.fromkeys(r["qid"] for r in brief["records"]))[: opts.sweep_questions]
+        budgets.add(max(1, round(summary_on(brief["records"], set(qids))["mean_generated_tokens"] or 1)))
+    return sorted(budgets)
+
+
 def beats_brief(brief: dict[str, Any], sweep: dict[str, Any]) -> dict[str, Any]:
     """The trained model against just asking for brevity: the brief-prompt base (``brief``, a results dict) on
     the pre-fill sweep's own questions, and the sweep's (``sweep``, a results dict) pre-filled budget whose
@@ -299,6 +322,13 @@ def _beats_brief_line(x: dict[str, Any]) -> str:
             f"right on {_pct(x['brief_accuracy'])} at {_fmt(x['brief_tokens'])} generated tokens; pre-filled "
             f"with {x['budget']} (the budget whose answers come nearest that length) the trained model is right on "
             f"{_pct(x['accuracy'])} at {_fmt(x['tokens'])} tokens, {verdict} the brief prompt at that length.")  # fmt: skip
+
+
+def _brief_budget_note(summary: dict[str, Any]) -> str:
+    if not summary["options"].get("brief_budget"):
+        return ""
+    n = max(1, round(summary["beats_brief"]["brief_tokens"] or 1))
+    return f" Budget {n} is the brief-prompt base's mean length on these problems, where \"beats brief\" compares."
 
 
 def _fmt(v: float | None) -> str:
@@ -367,7 +397,8 @@ def render_demo_report(
         "## Pre-filled budgets: does the budget set the length?",
         "",
         f"Each row forces `<budget>N</budget><solution>` on each of the first {_swept(summary)} held-out problems; `slope` is the OLS slope of solution "
-        "length on N (1.0 = the length follows the budget), `±50%` the share within half of N either way.",
+        "length on N (1.0 = the length follows the budget), `±50%` the share within half of N either way."
+        + _brief_budget_note(summary),
         "",
         markdown_table([(f"budget {b}", o) for b, o in sweep["summary"]["by_prefill_budget"].items()], "pre-filled"),
         "",

@@ -31,7 +31,9 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     assert "dtype: bfloat16" in resolved and "budget_tag_weight: 2.0" in resolved
     assert summary["trained"]["questions"] == 5 and summary["base_brief"]["questions"] == 5
     by_budget = summary["prefill_sweep"]["by_prefill_budget"]
-    assert sorted(by_budget) == ["16", "8"] and {b["questions"] for b in by_budget.values()} == {3}
+    # the sweep also holds the brief base's mean length on its 3 problems (DemoOptions.brief_budget)
+    brief_len = round(summary["beats_brief"]["brief_tokens"])
+    assert set(by_budget) == {"8", "16", str(brief_len)} and {b["questions"] for b in by_budget.values()} == {3}
     assert {b["questions"] for b in summary["prefill_sweep_guarded"]["by_prefill_budget"].values()} == {3}
     assert (out / "frontier.png").stat().st_size > 0 and summary["export"]["gguf"].endswith(".gguf")
 
@@ -46,6 +48,7 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     beats = summary["beats_brief"]
     assert beats["questions"] == 3 and str(beats["budget"]) in by_budget
     assert "on the same 3 problems: the brief-prompt base is right on" in report
+    assert f"Budget {brief_len} is the brief-prompt base's mean length on these problems" in report
     assert json.loads((out / "demo.json").read_text())["options"]["self_renderings"] == ["reference"]
 
     # --force over that folder trains anew: the finished stages of the run above are not resumed
