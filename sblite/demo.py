@@ -57,6 +57,7 @@ class DemoOptions:
     reading_tokens: int = 3
     reading_samples: int = 30
     stating_rows: int = 0
+    stating_length: str | None = None  # sft.budget_stating_length (None: the recipe's)
     tag_weight: float = 1.0  # sft.budget_tag_weight: a self row's budget tags weigh this much in the SFT loss
     #: None: bfloat16 on a CPU with native bf16 (2.66× per step with tcmalloc: cpu_train_speed.json), else
     #: the recipe's model.dtype
@@ -131,6 +132,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
             # reading rows train in batches of their own, every digit count mixed (train/datasets.py)
             "sft.trl_args.train_sampling_strategy": "group_by_length"} if opts.reading_tokens else {}),
         **({"sft.budget_stating_rows": opts.stating_rows} if opts.stating_rows else {}),
+        **({"sft.budget_stating_length": opts.stating_length} if opts.stating_length else {}),
         **({"sft.budget_tag_weight": opts.tag_weight} if opts.tag_weight != 1 else {}),
         **({"model.dtype": dtype} if dtype else {}),
     }  # fmt: skip

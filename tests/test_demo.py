@@ -16,7 +16,7 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     out = tmp_path / "demo"
     opts = DemoOptions(out=str(out), model="builtin:tiny-random", train_questions=6, k=2, eval_questions=5,
                        sweep_questions=3, sft_epochs=1.0, grpo_steps=1, max_new_tokens=24, prefill_budgets=(8, 16),
-                       renderings=("short", "reference"), self_renderings=("reference",), stating_rows=2,
+                       renderings=("short", "reference"), self_renderings=("reference",), stating_rows=2, stating_length="own",
                        reading_samples=2, dtype="bfloat16", tag_weight=2.0)  # fmt: skip
     summary = run_demo(opts)
 
@@ -29,6 +29,7 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     assert max(m["step"] for m in sft_steps) == 6
     resolved = (out / "run" / "recipe.resolved.yaml").read_text()
     assert "dtype: bfloat16" in resolved and "budget_tag_weight: 2.0" in resolved
+    assert "budget_stating_length: own" in resolved
     assert summary["trained"]["questions"] == 5 and summary["base_brief"]["questions"] == 5
     by_budget = summary["prefill_sweep"]["by_prefill_budget"]
     # the sweep also holds the brief base's mean length on its 3 problems (DemoOptions.brief_budget)
