@@ -14,7 +14,7 @@
 5. generate  answer one question from the GGUF (or the merged model), budget first
 
 Every step is a library call with its own rich progress; the outputs land in one folder with a
-``report.md`` holding the comparison table. Defaults are sized to finish in about 10 minutes on two CPU
+``report.md`` holding the comparison table. Defaults are sized to finish in 10–12 minutes on two CPU
 cores (``benchmarks/results/demo_default.md``); ``--quick`` runs a smaller version in a few minutes.
 
 The demo only calls the library's stage functions; it must not hold pipeline logic of its own.
