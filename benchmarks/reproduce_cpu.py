@@ -325,7 +325,7 @@ def main() -> None:
             table[d][name] = ev(name, d, n, model=str(run), mode="self", baseline=baselines[d])
     if args.brief_budget:  # "beats brief" compares at a pre-fill near the brief base's own length: sweep it too
         brief_tokens = table["arith-test"]["base (brief prompt)"]["overall"]["mean_generated_tokens"]
-        budgets = sorted({*budgets, max(1, round(brief_tokens or 1))})
+        budgets = sorted({*budgets, metrics.length_budget(brief_tokens)})
     sweeps = {name: ev(f"{name} sweep", "arith-test", args.sweep_questions, model=str(run), mode="prefill",
                        budgets=budgets, baseline=baselines["arith-test"]) for name, run in runs.items()}  # fmt: skip
     guarded = {} if args.guard == "off" else {

@@ -174,7 +174,9 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
                                baseline=baseline, **common), console)
     trained = run_eval(EvalOptions(model=str(run), out=str(out / "eval-trained"), mode="self",
                                    baseline=baseline, **common), console)
-    swept = {**common, "budgets": sweep_budgets(opts, brief), "limit": min(opts.sweep_questions, e["limit"])}
+    brief_b = brief_length_budget(opts, brief)
+    budgets = sorted({*opts.prefill_budgets, *([brief_b] if brief_b else [])})
+    swept = {**common, "budgets": budgets, "limit": min(opts.sweep_questions, e["limit"])}
     sweep = run_eval(EvalOptions(model=str(run), out=str(out / "eval-prefill"), mode="prefill", baseline=baseline,
                                  **swept), console)
     guarded = run_eval(EvalOptions(model=str(run), out=str(out / "eval-prefill-guard"), mode="prefill",
@@ -213,6 +215,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
         "prefill_sweep": sweep["summary"],
         "prefill_sweep_guarded": guarded["summary"],
         "beats_brief": beats_brief(brief, sweep),
+        "brief_budget": brief_b,  # the budget the sweep added at the brief base's length (None: not added)
         "frontier_plot": str(frontier),
         "export": exported,
         "generate": answer,
@@ -275,23 +278,22 @@ def _generate(exported: dict[str, Any], console) -> dict[str, Any]:
     return {"source": source, "question": DEMO_QUESTION, **state.to_json()}
 
 
-def sweep_budgets(opts: DemoOptions, brief: dict[str, Any]) -> list[int]:
-    """The pre-filled budgets the report sweeps: ``opts.prefill_budgets`` and, with ``opts.brief_budget``, the
-    brief-prompt base's (``brief``, a results dict) mean generated tokens on the sweep's questions (the first
-    ``opts.sweep_questions``), rounded.
+def brief_length_budget(opts: DemoOptions, brief: dict[str, Any]) -> int | None:
+    """With ``opts.brief_budget``, the budget the sweep adds: the brief-prompt base's (``brief``, a results dict)
+    mean generated tokens on the sweep's questions (the first ``opts.sweep_questions``), rounded
+    (``eval.metrics.length_budget``); else None.
 
     >>> rec = lambda q, n: {"qid": q, "sample": 0, "correct": False, "format_ok": False, "length": n, "mode": "none"}
     >>> brief = {"records": [rec("a", 20), rec("b", 31), rec("c", 90)]}
-    >>> sweep_budgets(DemoOptions(prefill_budgets=(8, 64), sweep_questions=2), brief)
-    [8, 26, 64]
+    >>> brief_length_budget(DemoOptions(sweep_questions=2), brief), brief_length_budget(DemoOptions(brief_budget=False), brief)
+    (26, None)
     """
-    from sblite.eval.metrics import summary_on
+    from sblite.eval.metrics import length_budget, summary_on
 
-    budgets = set(opts.prefill_budgets)
-    if opts.brief_budget:
-        qids = list(dict.fromkeys(r["qid"] for r in brief["records"]))[: opts.sweep_questions]
-        budgets.add(max(1, round(summary_on(brief["records"], set(qids))["mean_generated_tokens"] or 1)))
-    return sorted(budgets)
+    if not opts.brief_budget:
+        return None
+    qids = set(list(dict.fromkeys(r["qid"] for r in brief["records"]))[: opts.sweep_questions])
+    return length_budget(summary_on(brief["records"], qids)["mean_generated_tokens"])
 
 
 def beats_brief(brief: dict[str, Any], sweep: dict[str, Any]) -> dict[str, Any]:
@@ -327,9 +329,8 @@ def _beats_brief_line(x: dict[str, Any]) -> str:
 
 
 def _brief_budget_note(summary: dict[str, Any]) -> str:
-    if not summary["options"].get("brief_budget"):
+    if not (n := summary.get("brief_budget")):
         return ""
-    n = max(1, round(summary["beats_brief"]["brief_tokens"] or 1))
     return f" Budget {n} is the brief-prompt base's mean length on these problems, where \"beats brief\" compares."
 
 

@@ -34,6 +34,7 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     by_budget = summary["prefill_sweep"]["by_prefill_budget"]
     # the sweep also holds the brief base's mean length on its 3 problems (DemoOptions.brief_budget)
     brief_len = round(summary["beats_brief"]["brief_tokens"])
+    assert summary["brief_budget"] == brief_len
     assert set(by_budget) == {"8", "16", str(brief_len)} and {b["questions"] for b in by_budget.values()} == {3}
     assert {b["questions"] for b in summary["prefill_sweep_guarded"]["by_prefill_budget"].values()} == {3}
     assert (out / "frontier.png").stat().st_size > 0 and summary["export"]["gguf"].endswith(".gguf")

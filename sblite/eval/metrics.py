@@ -171,6 +171,16 @@ def summary_on(records: Iterable[dict[str, Any]], qids: Iterable[str]) -> dict[s
     return summarize([EvalRecord(**r) for r in records if r["qid"] in keep])
 
 
+def length_budget(tokens: float | None) -> int:
+    """The pre-filled budget that stands for a baseline's mean length (``tokens``): rounded, at least 1. A sweep
+    adds it so "beats just asking for brevity" compares at the brief base's own length.
+
+    >>> length_budget(24.69), length_budget(0.2), length_budget(None)
+    (25, 1, 1)
+    """
+    return max(1, round(tokens or 1))
+
+
 def nearest_prefill(sweep: dict[str, Any], tokens: float) -> tuple[str, dict[str, Any]]:
     """``(budget, summary)`` of the pre-filled budget in a prefill-mode ``summary`` whose mean generated tokens
     are nearest ``tokens``: where a sweep meets a baseline's length ("beats just asking for brevity").
