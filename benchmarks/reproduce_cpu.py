@@ -344,14 +344,11 @@ def main() -> None:
     for name in [*runs, *guarded]:
         row = name.split(" · guard ")[0]
         o, s = arith[row]["overall"], {**sweeps, **guarded}[name]["overall"]
-        b, near = metrics.nearest_prefill({**sweeps, **guarded}[name], brief["mean_generated_tokens"] or 0)
         reached[name] = {
             "prefill_slope": s["slope"], "prefill_r2": s["r2"], "prefill_adherence_50": s["adherence_50"],
             "adherence_50": o["adherence_50"], "spearman_budget_level": o["spearman_budget_level"],
             "compression": o.get("compression"), "accuracy_delta": o.get("accuracy_delta"),
-            "beats_brief": {"budget": int(b), "tokens": near["mean_generated_tokens"], "accuracy": near["accuracy"],
-                            "brief_tokens": brief["mean_generated_tokens"], "brief_accuracy": brief["accuracy"],
-                            "brief_questions": brief["questions"]},
+            "beats_brief": metrics.beats_brief(brief, {**sweeps, **guarded}[name]),
         }  # fmt: skip
     grpo_vs_sft = {r.name: {"accuracy": arith[r.name]["overall"]["accuracy"], "from": r.start_from,
                             "sft": arith[r.start_from]["overall"]["accuracy"]}

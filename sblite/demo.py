@@ -100,7 +100,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
     from rich.console import Console
 
     from sblite.data.prepare import PrepareOptions, run_prepare
-    from sblite.eval.metrics import summary_on
+    from sblite.eval.metrics import beats_brief, summary_on
     from sblite.eval.plots import plot_frontier
     from sblite.eval.run import EvalOptions, run_eval
     from sblite.logs import progress_bars, quiet_libraries
@@ -214,7 +214,7 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
         "trained_by_level": trained["summary"]["by_level"],
         "prefill_sweep": sweep["summary"],
         "prefill_sweep_guarded": guarded["summary"],
-        "beats_brief": beats_brief(brief, sweep),
+        "beats_brief": beats_brief(summary_on(brief["records"], qids), sweep["summary"]),
         "brief_budget": brief_b,  # the budget the sweep added at the brief base's length (None: not added)
         "frontier_plot": str(frontier),
         "export": exported,
@@ -294,30 +294,6 @@ def brief_length_budget(opts: DemoOptions, brief: dict[str, Any]) -> int | None:
         return None
     qids = set(list(dict.fromkeys(r["qid"] for r in brief["records"]))[: opts.sweep_questions])
     return length_budget(summary_on(brief["records"], qids)["mean_generated_tokens"])
-
-
-def beats_brief(brief: dict[str, Any], sweep: dict[str, Any]) -> dict[str, Any]:
-    """The trained model against just asking for brevity: the brief-prompt base (``brief``, a results dict) on
-    the pre-fill sweep's own questions, and the sweep's (``sweep``, a results dict) pre-filled budget whose
-    length is nearest the brief answers' (``eval.metrics.nearest_prefill``). ``beats`` when it is at least as
-    accurate there.
-
-    >>> rec = lambda q, ok, n, b=None: {"qid": q, "sample": 0, "correct": ok, "format_ok": True, "length": n,
-    ...                                 "prefill_budget": b, "mode": "prefill" if b else "none"}
-    >>> brief = {"records": [rec("a", True, 20), rec("b", False, 30), rec("c", True, 9)]}
-    >>> sweep = {"records": [rec("a", True, 12, 16), rec("b", True, 14, 16)],
-    ...          "summary": {"by_prefill_budget": {"16": {"accuracy": 1.0, "mean_generated_tokens": 13.0},
-    ...                                            "64": {"accuracy": 1.0, "mean_generated_tokens": 60.0}}}}
-    >>> beats_brief(brief, sweep)
-    {'questions': 2, 'brief_accuracy': 0.5, 'brief_tokens': 25.0, 'budget': 16, 'accuracy': 1.0, 'tokens': 13.0, 'beats': True}
-    """
-    from sblite.eval.metrics import nearest_prefill, summary_on
-
-    b = summary_on(brief["records"], {r["qid"] for r in sweep["records"]})
-    budget, near = nearest_prefill(sweep["summary"], b["mean_generated_tokens"] or 0)
-    return {"questions": b["questions"], "brief_accuracy": b["accuracy"], "brief_tokens": b["mean_generated_tokens"],
-            "budget": int(budget), "accuracy": near["accuracy"], "tokens": near["mean_generated_tokens"],
-            "beats": (near["accuracy"] or 0) >= (b["accuracy"] or 0)}  # fmt: skip
 
 
 def _beats_brief_line(x: dict[str, Any]) -> str:

@@ -86,3 +86,23 @@ def test_report_groups_by_level_and_prefill_budget():
 def test_difficulty_buckets_when_no_level():
     rep = report([R("a", 10, 10, difficulty=0.05), R("b", 10, 10, difficulty=0.95)])
     assert set(rep["by_level"]) == {"difficulty 0.0-0.2", "difficulty 0.8-1.0"}
+
+
+@pytest.mark.parametrize(
+    ("brief_acc", "by", "budget", "beats"),
+    [
+        # the pre-fill nearest the brief length decides, not the most accurate one
+        (0.5, {"16": (0.25, 14.0), "32": (1.0, 40.0)}, 16, False),
+        (0.5, {"16": (0.5, 14.0), "32": (0.0, 40.0)}, 16, True),  # a tie beats: "at least as accurate"
+        (0.5, {"16": (0.0, 5.0), "32": (0.75, 30.0)}, 32, True),
+        (None, {"16": (None, 20.0)}, 16, True),  # no accuracy on either side: nothing lost
+    ],
+)
+def test_beats_brief_compares_at_the_nearest_prefill(brief_acc, by, budget, beats):
+    from sblite.eval.metrics import beats_brief
+
+    brief = {"questions": 4, "accuracy": brief_acc, "mean_generated_tokens": 24.0}
+    sweep = {"by_prefill_budget": {b: {"accuracy": a, "mean_generated_tokens": t} for b, (a, t) in by.items()}}
+    got = beats_brief(brief, sweep)
+    assert (got["budget"], got["beats"]) == (budget, beats)
+    assert got["tokens"] == by[str(budget)][1] and got["questions"] == 4

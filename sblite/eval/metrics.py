@@ -195,6 +195,24 @@ def nearest_prefill(sweep: dict[str, Any], tokens: float) -> tuple[str, dict[str
     return b, by[b]
 
 
+def beats_brief(brief: dict[str, Any], sweep: dict[str, Any]) -> dict[str, Any]:
+    """The trained model against just asking for brevity: ``brief`` (the brief-prompt base's summary on the
+    pre-fill sweep's own questions, ``summary_on``) against the sweep's (``sweep``, a prefill-mode summary)
+    pre-filled budget whose length is nearest the brief answers' (``nearest_prefill``). ``beats`` when it is at
+    least as accurate there.
+
+    >>> brief = {"questions": 2, "accuracy": 0.5, "mean_generated_tokens": 25.0}
+    >>> sweep = {"by_prefill_budget": {"16": {"accuracy": 1.0, "mean_generated_tokens": 13.0},
+    ...                                "64": {"accuracy": 1.0, "mean_generated_tokens": 60.0}}}
+    >>> beats_brief(brief, sweep)
+    {'questions': 2, 'brief_accuracy': 0.5, 'brief_tokens': 25.0, 'budget': 16, 'accuracy': 1.0, 'tokens': 13.0, 'beats': True}
+    """
+    budget, near = nearest_prefill(sweep, brief["mean_generated_tokens"] or 0)
+    return {"questions": brief["questions"], "brief_accuracy": brief["accuracy"],
+            "brief_tokens": brief["mean_generated_tokens"], "budget": int(budget), "accuracy": near["accuracy"],
+            "tokens": near["mean_generated_tokens"], "beats": (near["accuracy"] or 0) >= (brief["accuracy"] or 0)}  # fmt: skip
+
+
 def compression(records: Sequence[EvalRecord], baseline: Sequence[EvalRecord]) -> dict[str, Any]:
     """``1 - mean generated tokens / baseline's`` on the questions both runs answered (``compression``, the
     headline), the same on solution tokens (``compression_solution``), and the accuracy delta."""
