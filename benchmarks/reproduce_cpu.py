@@ -20,7 +20,8 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
   (``data.self_renderings``: the budget the model states for itself is that rendering's length for the
   question it reads), ``--stating-rows`` copies of each self row cut after its budget with loss on the budget
   only (``sft.budget_stating_rows``), and the budget-reading rows of ``sft.budget_reading_tokens``
-  (``--reading-tokens``) at ``sft.budget_reading_samples`` drawn budgets per question (``--reading-samples``);
+  (``--reading-tokens``) at ``sft.budget_reading_samples`` drawn budgets per question (``--reading-samples``),
+  each with its question's prompt under ``--reading-prompt`` (``sft.budget_reading_prompt``);
 - ``+ GRPO``: budget-guided GRPO from our SFT adapter (``--grpo-steps``, the recipe's α schedule);
 - ``+ pre-filled GRPO``: the same with ``grpo.prefill_fraction`` of the prompts carrying a forced budget;
 - ablations, each our SFT without one switch: − stating rows, − self rows (and so the stating rows), −
@@ -84,7 +85,8 @@ def rows_for(args) -> list[Row]:
     ``--self-renderings`` self rows, with ``--stating-rows`` stating rows); each ablation drops one switch (a
     switch that needs a dropped one goes with it: stating rows need self rows, self rows need renderings)."""
     reading = (f"sft.budget_reading_tokens={args.reading_tokens}", f"sft.budget_reading_samples={args.reading_samples}",
-               "sft.trl_args.train_sampling_strategy=group_by_length")
+               "sft.trl_args.train_sampling_strategy=group_by_length",
+               *(["sft.budget_reading_prompt=true"] if args.reading_prompt else []))
     stating = (f"sft.budget_stating_rows={args.stating_rows}",) if args.self_renderings and args.stating_rows else ()
     prefill = (f"grpo.prefill_fraction={args.prefill_fraction}", f"grpo.prefill_range=[{args.prefill_range}]")
     ours = "ours-self" if args.self_renderings else "ours"
@@ -211,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stating-rows", type=int, default=2, help="our SFT's sft.budget_stating_rows (0: none)")
     ap.add_argument("--reading-tokens", type=int, default=3, help="our SFT's sft.budget_reading_tokens")
     ap.add_argument("--reading-samples", type=int, default=30, help="our SFT's sft.budget_reading_samples")
+    ap.add_argument("--reading-prompt", action="store_true",
+                    help="our SFT's sft.budget_reading_prompt: each budget-reading row carries its question")
     ap.add_argument("--prefill-fraction", type=float, default=0.5)
     ap.add_argument("--prefill-range", default="8,160")
     ap.add_argument("--paper-ablations", action="store_true", help="also GRPO without budget penalty / fixed α")
@@ -389,7 +393,8 @@ def main() -> None:
         + (f" ({len(reused)} steps reused from an earlier call's work dir)" if reused else "") + ". Training data: bundled `arith`, "
         f"{args.train_questions} questions, k={args.k} samples per style at T=0.8; our SFT adds the renderings "
         f"{args.levels} and {args.reading_tokens}-token budget-reading rows ({args.reading_samples} drawn budgets per "
-        "question)" + (f", writes the renderings {args.self_renderings} as self rows (`data.self_renderings`: "
+        "question" + (", each with its question's prompt: `sft.budget_reading_prompt`" if args.reading_prompt else "")
+        + ")" + (f", writes the renderings {args.self_renderings} as self rows (`data.self_renderings`: "
                        "their budget is trained)" if args.self_renderings else "")
         + (f" with {args.stating_rows} budget-stating copies each (`sft.budget_stating_rows`)"
            if args.self_renderings and args.stating_rows else "")

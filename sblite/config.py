@@ -148,7 +148,7 @@ class SFTStage(_TrainerStage):
     #: budget_reading_*: extra rows built by sblite (train/datasets.build_sft_dataset)
     SBLITE_ONLY: ClassVar[frozenset[str]] = frozenset(
         {"trl_args", "budget_reading_tokens", "budget_reading_samples", "budget_reading_epochs", "budget_stating_rows",
-         "budget_stating_length", "budget_tag_weight"}
+         "budget_stating_length", "budget_tag_weight", "budget_reading_prompt"}
     )
 
     learning_rate: float = Field(2e-4, gt=0)
@@ -160,12 +160,21 @@ class SFTStage(_TrainerStage):
         "and its first K solution tokens without the prompt, loss on those K only: the one decision the number "
         "makes, which long rows drown out (see benchmarks/cold_start.py). Pair it with "
         "sft.trl_args.train_sampling_strategy=group_by_length so these rows train in batches of their own; sblite "
-        "gives them one shared length, so each such batch mixes budgets of every digit count",
+        "gives them one shared length, so each such batch mixes budgets of every digit count. The row carries no "
+        "question: where the answer to a number depends on the question it cannot teach it "
+        "(benchmarks/results/reproduce_cpu_openings.md)",
     )
     budget_reading_samples: int = Field(
         0, ge=0, description="0: off. M: per question, M more budget-reading rows at budgets drawn log-uniformly "
         "over [½ × its shortest, 1.5 × its longest labelled length], each reading into the question's labelled "
         "answer nearest that budget in ratio: teaches the whole range of numbers, not only the few seen as labels",
+    )
+    budget_reading_prompt: bool = Field(
+        False, description="false: a budget-reading row is the tags and K tokens alone (what the reproduction "
+        "measured). true: each one (labelled and drawn) is its question's prompt, the pre-filled "
+        "`<budget>N</budget><solution>` and the first K solution tokens, loss on those K: it can teach a choice the "
+        "number makes differently per question, at the price of a prompt per row "
+        "(benchmarks/results/reproduce_cpu_reading_prompt.md)",
     )
     budget_reading_epochs: float = Field(
         0, ge=0, description="0: budget-reading rows are mixed into the SFT rows. E > 0: they are trained after "
@@ -228,6 +237,9 @@ class SFTStage(_TrainerStage):
                 "sft.trl_args loss_type/label_smoothing_factor would not be applied; drop "
                 "them or set sft.budget_tag_weight=1"
             )
+        if self.budget_reading_prompt and not self.budget_reading_tokens:
+            raise ValueError("sft.budget_reading_prompt=true puts the question into the budget-reading rows, which "
+                             "need sft.budget_reading_tokens >= 1 to exist; e.g. sft.budget_reading_tokens=3")
         if self.budget_reading_epochs and not self.budget_reading_tokens:
             raise ValueError(
                 f"sft.budget_reading_epochs={self.budget_reading_epochs:g} trains budget-reading rows in a phase of "

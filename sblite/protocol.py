@@ -377,15 +377,25 @@ def budget_tag_span(tokenizer: Any, completion: str, mask: list[int], *, what: s
     return start, start + len(split[0])
 
 
-def encode_budget_reading(tokenizer: Any, completion: str, k: int) -> tuple[list[int], list[int]]:
+def encode_budget_reading(
+    tokenizer: Any, completion: str, k: int, question: str | None = None, *,
+    system_prompt: str | None = SYSTEM_PROMPT, instruction_in_user: bool = False,
+) -> tuple[list[int], list[int]]:
     """``(input_ids, completion_mask)`` of a budget-reading row: ``<budget>N</budget><solution>`` alone (no
     prompt, ids as ``encode_completion`` splits them) then the first ``k`` solution tokens, the mask 1 on
-    those only. It trains just the choice the number makes at the start of the solution."""
+    those only. It trains just the choice the number makes at the start of the solution. With ``question``
+    (``sft.budget_reading_prompt``) the row opens with that question's prompt: ``encode_training_example``'s
+    pre-filled ids cut after the same ``k`` tokens, so the choice can depend on the question too."""
     split = split_completion_ids(tokenizer, completion)
     if split is None:
         raise ValueError("a budget-reading row needs a completion that opens with <budget>N</budget><solution>")
     tags, solution = split[0], split[1][:k]
-    return tags + solution, [0] * len(tags) + [1] * len(solution)
+    if question is None:
+        return tags + solution, [0] * len(tags) + [1] * len(solution)
+    ids, mask = encode_training_example(tokenizer, question, completion, prefilled=True, system_prompt=system_prompt,
+                                        instruction_in_user=instruction_in_user)  # fmt: skip
+    end = mask.index(1) + len(solution)
+    return ids[:end], mask[:end]
 
 
 # --------------------------------------------------------------------------------------------- parsing

@@ -33,6 +33,7 @@ ENABLED_BY = {
     "grpo.prefill_fraction": {"grpo.prefill_range": [8, 16]},
     "sft.budget_reading_samples": {"sft.budget_reading_tokens": 3},
     "sft.budget_reading_epochs": {"sft.budget_reading_tokens": 3},
+    "sft.budget_reading_prompt": {"sft.budget_reading_tokens": 3},
     "sft.budget_stating_length": {"sft.budget_stating_rows": 2},
     "data.self_renderings": {"data.renderings": ["short", "reference"]},
 }

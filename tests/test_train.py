@@ -487,8 +487,9 @@ def test_budget_reading_draws_pair_each_budget_with_the_label_nearest_in_ratio(b
     rows = [{"id": str(b), "question": "q", "completion": f"<budget>{b}</budget><solution>s{b}</solution>"}
             for b in budgets]  # fmt: skip
     monkeypatch.setattr(random.Random, "uniform", lambda self, lo, hi: __import__("math").log(drawn))
-    [(n, completion)] = budget_reading_draws(rows, 1, seed=0)
+    [(n, completion, question)] = budget_reading_draws(rows, 1, seed=0)
     assert n == drawn and completion == f"<budget>{expected}</budget><solution>s{expected}</solution>"
+    assert question == "q"
 
 
 def test_budget_reading_draws_stay_in_each_questions_range_and_count_per_question():
@@ -499,7 +500,8 @@ def test_budget_reading_draws_stay_in_each_questions_range_and_count_per_questio
     draws = budget_reading_draws(rows, 40, seed=1)
     assert len(draws) == 80
     for q, lo, hi in (("a", 4, 150), ("b", 15, 45)):
-        mine = [n for n, c in draws if f">{q}" in c]
+        mine = [n for n, c, question in draws if question == q]
+        assert all(f">{q}" in c for _, c, question in draws if question == q)
         assert len(mine) == 40 and lo <= min(mine) and max(mine) <= hi
         assert max(mine) - min(mine) > (hi - lo) / 3  # spread over the range, not stuck at the labels
     assert budget_reading_draws(rows, 40, seed=1) == draws  # seeded
@@ -519,6 +521,39 @@ def test_sft_budget_reading_samples_add_rows_at_drawn_budgets(tiny_prepared_dir,
     stated = {protocol.parse_completion(r["completion"]).budget for r in rows}
     read = {int(tiny_tokenizer.decode(e["input_ids"]).split("<budget>")[1].split("</budget>")[0]) for e in extra}
     assert read - stated  # budgets no label states: the range between the labels
+
+
+def test_budget_reading_prompt_gives_each_reading_row_its_own_questions_prompt(tiny_prepared_dir, tiny_tokenizer):
+    """sft.budget_reading_prompt: the same reading rows (same budgets, same trained tokens), each now opening with
+    the prompt of the question it was labelled or drawn for, as the pre-filled example's ids cut after K tokens."""
+    from sblite import protocol
+    from sblite.train.datasets import budget_reading_draws, build_sft_dataset
+
+    rows = load_prepared(tiny_prepared_dir).sft
+    k, base = 2, ["sft.budget_reading_tokens=2", "sft.budget_reading_samples=3"]
+    cfg = load_recipe("tiny-cpu", [*base, "sft.budget_reading_prompt=true"])
+    plain = list(build_sft_dataset(rows, load_recipe("tiny-cpu", base), tiny_tokenizer))
+    prompted = list(build_sft_dataset(rows, cfg, tiny_tokenizer))
+    labelled = [(r["question"], r["completion"]) for r in rows]
+    drawn = [(q, protocol.with_budget(c, b)) for b, c, q in budget_reading_draws(rows, 3, seed=cfg.sft.seed)]
+    reading = [prompted[2 * i + 1] for i in range(len(rows))] + prompted[2 * len(rows):]
+    before = [plain[2 * i + 1] for i in range(len(rows))] + plain[2 * len(rows):]
+    assert len(reading) == len(labelled) + len(drawn) == len(before)
+    for row, old, (question, completion) in zip(reading, before, labelled + drawn, strict=True):
+        ids, mask = protocol.encode_training_example(tiny_tokenizer, question, completion, prefilled=True,
+                                                     instruction_in_user=cfg.model.instruction_in_user)  # fmt: skip
+        end = mask.index(1) + k
+        assert (row["input_ids"], row["completion_mask"]) == (ids[:end], mask[:end])
+        trained = [t for t, m in zip(row["input_ids"], row["completion_mask"], strict=True) if m]
+        assert trained == [t for t, m in zip(old["input_ids"], old["completion_mask"], strict=True) if m]
+        assert row["input_ids"][-len(old["input_ids"]):] == old["input_ids"]  # the prompt-less row, prompt before it
+
+
+def test_budget_reading_prompt_without_tokens_is_an_error_naming_the_fix():
+    from sblite.recipes import RecipeError
+
+    with pytest.raises(RecipeError, match="sft.budget_reading_tokens"):
+        load_recipe("tiny-cpu", ["sft.budget_reading_prompt=true"])
 
 
 def test_budget_reading_samples_without_tokens_is_an_error_naming_the_fix():

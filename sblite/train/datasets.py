@@ -32,8 +32,9 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
     """Tokenized SFT examples (``input_ids`` + ``completion_mask``, which TRL turns into completion-only
     labels): ``protocol.encode_training_example`` keeps the pre-fill boundary where inference has it. A row
     marked ``prefilled`` (``data.renderings``) trains the solution after a budget given as context; with
-    ``sft.budget_reading_tokens`` each row also gives a short prompt-less row (``protocol.encode_budget_reading``),
-    and ``sft.budget_reading_samples`` adds more at drawn budgets (``budget_reading_draws``). With
+    ``sft.budget_reading_tokens`` each row also gives a short prompt-less row (``protocol.encode_budget_reading``;
+    with ``sft.budget_reading_prompt`` its question's prompt first), and ``sft.budget_reading_samples`` adds more
+    at drawn budgets (``budget_reading_draws``). With
     ``sft.budget_stating_rows`` M, each self row (not pre-filled) also gives M rows that end after its budget
     (``protocol.encode_budget_stating``), grouped with the reading rows or apart (``sft.budget_stating_length``).
 
@@ -53,6 +54,10 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
     if stating and all(r.get("prefilled") for r in rows):
         raise TrainingError(f"sft.budget_stating_rows={stating}: every SFT row is pre-filled, so none states its own "
                             "budget; set it to 0, or prepare self rows (sampled answers, data.self_renderings)")
+
+    def reading_prompt(r: dict[str, Any]) -> dict[str, Any]:  # sft.budget_reading_prompt: the row's question too
+        return {"question": r["question"], **prompt_options(cfg)} if cfg.sft.budget_reading_prompt else {}
+
     for r in rows:
         try:
             ids, mask = protocol.encode_training_example(
@@ -69,10 +74,11 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
             raise TrainingError(f"SFT example {r.get('id')!r}: {err}") from None
         full.append(example)
         if k:
-            ids, mask = protocol.encode_budget_reading(tokenizer, r["completion"], k)
+            ids, mask = protocol.encode_budget_reading(tokenizer, r["completion"], k, **reading_prompt(r))
             (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: READING})
-    for budget, completion in budget_reading_draws(rows, cfg.sft.budget_reading_samples, seed=cfg.sft.seed):
-        ids, mask = protocol.encode_budget_reading(tokenizer, protocol.with_budget(completion, budget), k)
+    for budget, completion, question in budget_reading_draws(rows, cfg.sft.budget_reading_samples, seed=cfg.sft.seed):
+        ids, mask = protocol.encode_budget_reading(tokenizer, protocol.with_budget(completion, budget), k,
+                                                   **reading_prompt({"question": question}))  # fmt: skip
         (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: READING})
     if weight != 1:  # every row needs the column; only self rows' tags weigh more than 1
         full = [{LOSS_WEIGHT_COLUMN: [1.0] * len(e["input_ids"]), **e} for e in full]
@@ -146,14 +152,14 @@ def shared_lengths(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for e in examples]  # fmt: skip
 
 
-def budget_reading_draws(rows: list[dict[str, Any]], per_question: int, *, seed: int) -> list[tuple[int, str]]:
-    """``(budget, completion)`` pairs for ``sft.budget_reading_samples``: per question, ``per_question`` budgets
+def budget_reading_draws(rows: list[dict[str, Any]], per_question: int, *, seed: int) -> list[tuple[int, str, str]]:
+    """``(budget, completion, question)`` for ``sft.budget_reading_samples``: per question, ``per_question`` budgets
     drawn log-uniformly over [½ × its shortest, 1.5 × its longest labelled budget], each paired with the
     question's labelled completion whose budget is nearest in ratio — what a user who pre-fills that budget
     should get. Labels alone show a few exact numbers per style; the draws cover the range between them.
 
     >>> rows = [{"question": "q", "completion": f"<budget>{b}</budget><solution>s{b}</solution>"} for b in (10, 40)]
-    >>> sorted({(b <= 20, c[-14:-11]) for b, c in budget_reading_draws(rows, 50, seed=0)})
+    >>> sorted({(b <= 20, c[-14:-11]) for b, c, _ in budget_reading_draws(rows, 50, seed=0)})
     [(False, 's40'), (True, 's10')]
     """
     if not per_question:
@@ -166,13 +172,13 @@ def budget_reading_draws(rows: list[dict[str, Any]], per_question: int, *, seed:
         by_question.setdefault(r["question"], []).append((budget, r["completion"]))
     rng = random.Random(seed)
     draws = []
-    for labelled in by_question.values():
+    for question, labelled in by_question.items():
         lo = max(1.0, min(b for b, _ in labelled) / 2)
         hi = max(lo, 1.5 * max(b for b, _ in labelled))
         for _ in range(per_question):
             n = max(1, round(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
             _, completion = min(labelled, key=lambda bc: abs(math.log(n / bc[0])))
-            draws.append((n, completion))
+            draws.append((n, completion, question))
     return draws
 
 

@@ -58,6 +58,7 @@ def train_plan(cfg: Recipe) -> dict[str, Any]:
         plan["sft rows"] = {"budget_reading_tokens": cfg.sft.budget_reading_tokens,
                             "budget_reading_samples": cfg.sft.budget_reading_samples,
                             "budget_reading_epochs": cfg.sft.budget_reading_epochs,
+                            "budget_reading_prompt": cfg.sft.budget_reading_prompt,
                             "budget_stating_rows": cfg.sft.budget_stating_rows,
                             "budget_stating_length": cfg.sft.budget_stating_length,
                             "budget_tag_weight": cfg.sft.budget_tag_weight}
