@@ -55,8 +55,8 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
         raise TrainingError(f"sft.budget_stating_rows={stating}: every SFT row is pre-filled, so none states its own "
                             "budget; set it to 0, or prepare self rows (sampled answers, data.self_renderings)")
 
-    def reading_prompt(r: dict[str, Any]) -> dict[str, Any]:  # sft.budget_reading_prompt: the row's question too
-        return {"question": r["question"], **prompt_options(cfg)} if cfg.sft.budget_reading_prompt else {}
+    def reading_prompt(question: str) -> dict[str, Any]:  # sft.budget_reading_prompt: the row's question too
+        return {"question": question, **prompt_options(cfg)} if cfg.sft.budget_reading_prompt else {}
 
     for r in rows:
         try:
@@ -74,11 +74,11 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
             raise TrainingError(f"SFT example {r.get('id')!r}: {err}") from None
         full.append(example)
         if k:
-            ids, mask = protocol.encode_budget_reading(tokenizer, r["completion"], k, **reading_prompt(r))
+            ids, mask = protocol.encode_budget_reading(tokenizer, r["completion"], k, **reading_prompt(r["question"]))
             (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: READING})
     for budget, completion, question in budget_reading_draws(rows, cfg.sft.budget_reading_samples, seed=cfg.sft.seed):
         ids, mask = protocol.encode_budget_reading(tokenizer, protocol.with_budget(completion, budget), k,
-                                                   **reading_prompt({"question": question}))  # fmt: skip
+                                                   **reading_prompt(question))  # fmt: skip
         (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: READING})
     if weight != 1:  # every row needs the column; only self rows' tags weigh more than 1
         full = [{LOSS_WEIGHT_COLUMN: [1.0] * len(e["input_ids"]), **e} for e in full]
