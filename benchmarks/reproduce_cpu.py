@@ -40,15 +40,17 @@ our SFT trains 257k tokens (39 min alone); a call at that size, stopped after it
 Every trained row is evaluated greedily on ``arith-test`` in self mode (compression against the plain base on
 the same questions), with a pre-filled budget sweep (``--budgets``), and in self mode on the held-out sets
 ``--held-out`` (GSM8K-test, SVAMP from ``../shared/data``; skipped with a note when absent). Each trained row's
-sweep (which also holds the brief base's mean length, rounded, unless ``--no-brief-budget``: "beats brief"
-compares there) is repeated under ``--guard`` (``eval.budget_guard``, default ``band``): the budget enforced at decode time. The frontier plot
-puts the base models as points and each trained row's sweep as a curve. Results: benchmarks/results/
-reproduce_cpu.{json,md} and ``reproduce_cpu/*.png``, with the exact command and seeds.
+sweep (which also holds the brief base's mean length on the sweep's questions, rounded, unless
+``--no-brief-budget``: "beats brief" compares there, as the demo does) is repeated under ``--guard``
+(``eval.budget_guard``, default ``band``): the budget enforced at decode time. The frontier plot puts the base
+models as points and each trained row's sweep as a curve. Results: benchmarks/results/reproduce_cpu.{json,md}
+and ``reproduce_cpu/*.png``, with the exact command and seeds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -141,8 +143,6 @@ def on_sweep_questions(work: Path, sweep_name: str, name: str) -> dict:
     """Eval ``name``'s summary on the sweep's own questions (the first ``--sweep-questions`` of the eval's), from
     the two evals' records: "beats brief" and the frontier's points compare on the same questions, not a
     16-question sweep against a base on all 40."""
-    import json
-
     from sblite.eval.metrics import summary_on
 
     def records(name: str) -> list[dict]:
@@ -154,8 +154,6 @@ def on_sweep_questions(work: Path, sweep_name: str, name: str) -> dict:
 
 def trained_size(run: Path) -> dict:
     """A run's last logged optimizer step and trained tokens (TRL's ``num_tokens``), from its metrics.jsonl."""
-    import json
-
     last: dict = {}
     for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
@@ -176,7 +174,6 @@ def _slug(name: str) -> str:
 
 def _finished_eval(opts) -> dict | None:
     """The summary of an earlier ``run_eval`` with exactly these options, or None."""
-    import json
     from dataclasses import asdict, fields
 
     path = Path(opts.out) / "results.json"
@@ -213,15 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stating-rows", type=int, default=2, help="our SFT's sft.budget_stating_rows (0: none)")
     ap.add_argument("--reading-tokens", type=int, default=3, help="our SFT's sft.budget_reading_tokens")
     ap.add_argument("--reading-samples", type=int, default=30, help="our SFT's sft.budget_reading_samples")
-    ap.add_argument("--reading-prompt", action="store_true",
-                    help="our SFT's sft.budget_reading_prompt: each budget-reading row carries its question")
+    ap.add_argument("--reading-prompt", action=argparse.BooleanOptionalAction, default=True,
+                    help="our SFT's sft.budget_reading_prompt: each budget-reading row carries its question "
+                         "(--no-reading-prompt: the tags and K tokens alone, results/reproduce_cpu_rs30.md)")
     ap.add_argument("--prefill-fraction", type=float, default=0.5)
     ap.add_argument("--prefill-range", default="8,160")
     ap.add_argument("--paper-ablations", action="store_true", help="also GRPO without budget penalty / fixed α")
     ap.add_argument("--fixed-alpha", type=float, default=1.0)
     ap.add_argument("--budgets", default="8,16,32,64,128")
     ap.add_argument("--no-brief-budget", dest="brief_budget", action="store_false",
-                    help="do not add the brief base's mean length (rounded) to the sweep's --budgets")
+                    help="do not add the brief base's mean length on the sweep's questions (rounded) to the "
+                         "sweep's --budgets")
     ap.add_argument("--guard", default="band", choices=["off", "cap", "band"],
                     help="also sweep each trained row with this eval.budget_guard (off: no guarded sweeps)")
     ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"],
@@ -328,8 +327,9 @@ def main() -> None:
         for name, run in runs.items():
             table[d][name] = ev(name, d, n, model=str(run), mode="self", baseline=baselines[d])
     if args.brief_budget:  # "beats brief" compares at a pre-fill near the brief base's own length: sweep it too
-        brief_tokens = table["arith-test"]["base (brief prompt)"]["overall"]["mean_generated_tokens"]
-        budgets = sorted({*budgets, metrics.length_budget(brief_tokens)})
+        brief_records = json.loads(
+            (eval_dir(work, "arith-test", "base brief") / "results.json").read_text(encoding="utf-8"))["records"]
+        budgets = sorted({*budgets, metrics.length_budget(brief_records, args.sweep_questions)})
     sweeps = {name: ev(f"{name} sweep", "arith-test", args.sweep_questions, model=str(run), mode="prefill",
                        budgets=budgets, baseline=baselines["arith-test"]) for name, run in runs.items()}  # fmt: skip
     guarded = {} if args.guard == "off" else {

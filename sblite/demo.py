@@ -280,20 +280,16 @@ def _generate(exported: dict[str, Any], console) -> dict[str, Any]:
 
 def brief_length_budget(opts: DemoOptions, brief: dict[str, Any]) -> int | None:
     """With ``opts.brief_budget``, the budget the sweep adds: the brief-prompt base's (``brief``, a results dict)
-    mean generated tokens on the sweep's questions (the first ``opts.sweep_questions``), rounded
-    (``eval.metrics.length_budget``); else None.
+    mean generated tokens on the sweep's questions (``eval.metrics.length_budget``); else None.
 
     >>> rec = lambda q, n: {"qid": q, "sample": 0, "correct": False, "format_ok": False, "length": n, "mode": "none"}
     >>> brief = {"records": [rec("a", 20), rec("b", 31), rec("c", 90)]}
     >>> brief_length_budget(DemoOptions(sweep_questions=2), brief), brief_length_budget(DemoOptions(brief_budget=False), brief)
     (26, None)
     """
-    from sblite.eval.metrics import length_budget, summary_on
+    from sblite.eval.metrics import length_budget
 
-    if not opts.brief_budget:
-        return None
-    qids = set(list(dict.fromkeys(r["qid"] for r in brief["records"]))[: opts.sweep_questions])
-    return length_budget(summary_on(brief["records"], qids)["mean_generated_tokens"])
+    return length_budget(brief["records"], opts.sweep_questions) if opts.brief_budget else None
 
 
 def _beats_brief_line(x: dict[str, Any]) -> str:

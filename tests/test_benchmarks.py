@@ -195,6 +195,18 @@ def test_reproduce_cpu_rows_trains_only_the_named_rows_and_refuses_a_grpo_row_wi
         rows("no-stating", "--self-renderings", "")  # no self rows: the ablation does not exist
 
 
+def test_reproduce_cpu_reading_prompt_reaches_every_row_with_reading_rows_and_can_be_turned_off():
+    repro = _load("reproduce_cpu")
+
+    def prompted(*argv: str) -> dict[str, bool]:
+        rows = repro.rows_for(repro.build_parser().parse_args(["--rows", "all", *argv]))
+        return {r.key: "sft.budget_reading_prompt=true" in r.overrides for r in rows}
+
+    on, off = prompted(), prompted("--no-reading-prompt")
+    assert {k for k, v in on.items() if v} == {"ours", "no-stating", "no-self", "no-renderings"}
+    assert not any(off.values())
+
+
 def _repro_result(path: Path, seed: int, rows: dict[str, tuple[float, float]], **args) -> Path:
     """A reproduce_cpu.py result file with what reproduce_seeds.py reads: per row (accuracy, pre-fill slope)."""
     table = {r: {"accuracy": acc, "adherence_50": 0.9, "spearman_budget_level": 0.7, "compression": 0.6}

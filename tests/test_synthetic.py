@@ -64,3 +64,13 @@ def test_bundled_sets_resolve_by_name():
         src = resolve_source(name)
         assert src.path is not None and src.path.is_file()
         assert sum(1 for _ in src.path.open()) == rows
+
+
+def test_each_rendering_opens_with_its_own_first_word():
+    """A budget-reading row trains a solution's first few tokens only: two levels that open alike could not be
+    told apart by it, whatever the budget (as ``checked`` and ``explained`` once could not)."""
+    from sblite.data.synthetic import VERBOSITY, render_solution
+
+    for row in generate(4, seed=5):
+        words = [render_solution(row, v).split()[0] for v in VERBOSITY]
+        assert len(set(words)) == len(VERBOSITY), (row["question"], dict(zip(VERBOSITY, words, strict=True)))

@@ -136,7 +136,18 @@ def generate(n_per_level: int, *, seed: int = 0, levels=LEVELS, prefix: str = "a
 #: answer (~5 tokens) to every step explained and checked (~100-200), so the lengths of one question's
 #: renderings span the budgets a user would pre-fill. ``short`` (one sentence naming the answer) fills the
 #: gap between the bare answer (~12 tokens with the solution tags) and the reference (~23-37), where 16 lands.
+#: Each level opens with its own first word (the long two by ``OPENINGS``): a budget-reading row
+#: (``sft.budget_reading_tokens``) trains only a solution's first few tokens, so two levels that open alike cannot
+#: be told apart there. When ``checked`` opened as ``explained`` does, a pre-filled 128 wrote the ~99-token
+#: ``explained`` on one-step questions, where ``checked`` (~140) is the nearer; the own opening lifts that only
+#: together with reading rows that carry their question (``sft.budget_reading_prompt``), since which level is
+#: nearest 128 depends on the question (benchmarks/results/reproduce_cpu_openings.md, _both_fixes.md).
 VERBOSITY = ("answer", "short", "reference", "steps", "stated", "explained", "checked")
+#: the opening sentence of the two long levels: different from their first word on (see ``VERBOSITY``)
+OPENINGS = {
+    "explained": "Let me read the problem carefully and work through it one step at a time.",
+    "checked": "I will work through the problem one step at a time and then check every step by undoing it.",
+}
 _OPS = {"+": "add", "-": "take away", "×": "multiply by"}
 _UNDO = {"+": "-", "-": "+", "×": "÷"}
 
@@ -191,7 +202,7 @@ def render_solution(row: dict, verbosity: str) -> str:
     n = "one step" if len(steps) == 1 else f"{len(steps)} steps"
     if verbosity == "stated":
         return f"This takes {n}. {terse} The final number is {ans}, so the answer is \\boxed{{{ans}}}."
-    parts = ["Let me read the problem carefully and work through it one step at a time."]
+    parts = [OPENINGS[verbosity]]
     for i, (a, op, b, r) in enumerate(steps, 1):
         parts.append(
             f"Step {i}: we start from {a} and {_OPS.get(op, op)} {b}. Computing it, {a} {op} {b} = {r}, "

@@ -171,14 +171,18 @@ def summary_on(records: Iterable[dict[str, Any]], qids: Iterable[str]) -> dict[s
     return summarize([EvalRecord(**r) for r in records if r["qid"] in keep])
 
 
-def length_budget(tokens: float | None) -> int:
-    """The pre-filled budget that stands for a baseline's mean length (``tokens``): rounded, at least 1. A sweep
-    adds it so "beats just asking for brevity" compares at the brief base's own length.
+def length_budget(records: Iterable[dict[str, Any]], questions: int) -> int:
+    """The pre-filled budget that stands for a baseline's mean length (a results.json's ``records``) on the
+    questions a sweep limited to ``questions`` runs on, its first that many: rounded, at least 1. A sweep adds it
+    so "beats just asking for brevity" compares at the brief base's own length on the sweep's own questions.
 
-    >>> length_budget(24.69), length_budget(0.2), length_budget(None)
-    (25, 1, 1)
+    >>> rec = lambda q, n: {"qid": q, "sample": 0, "correct": False, "format_ok": False, "length": n, "mode": "none"}
+    >>> length_budget([rec("a", 20), rec("b", 31), rec("c", 90)], 2), length_budget([rec("a", 0)], 1)
+    (26, 1)
     """
-    return max(1, round(tokens or 1))
+    records = list(records)
+    first = list(dict.fromkeys(r["qid"] for r in records))[:questions]
+    return max(1, round(summary_on(records, first)["mean_generated_tokens"] or 1))
 
 
 def nearest_prefill(sweep: dict[str, Any], tokens: float) -> tuple[str, dict[str, Any]]:
