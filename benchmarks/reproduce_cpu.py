@@ -25,8 +25,8 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
 - ``+ GRPO``: budget-guided GRPO from our SFT adapter (``--grpo-steps``, the recipe's α schedule);
 - ``+ pre-filled GRPO``: the same with ``grpo.prefill_fraction`` of the prompts carrying a forced budget;
 - ablations, each our SFT without one switch: − stating rows, − self rows (and so the stating rows), −
-  renderings (and so both), − reading rows; with ``--paper-ablations`` also the paper's GRPO ablations (no
-  budget penalty, fixed α).
+  renderings (and so both), − reading rows, − reading prompt (the reading rows without their question); with
+  ``--paper-ablations`` also the paper's GRPO ablations (no budget penalty, fixed α).
 
 Every trained row trains in ``--dtype`` (``model.dtype``; bfloat16 by default: ``benchmarks/results/sft_dtype_ab.md``
 compares it with float32 on our SFT). Preload tcmalloc
@@ -86,9 +86,9 @@ def rows_for(args) -> list[Row]:
     """The trained rows. ``our SFT`` is every cold-start switch at once (renderings, reading rows, and with
     ``--self-renderings`` self rows, with ``--stating-rows`` stating rows); each ablation drops one switch (a
     switch that needs a dropped one goes with it: stating rows need self rows, self rows need renderings)."""
-    reading = (f"sft.budget_reading_tokens={args.reading_tokens}", f"sft.budget_reading_samples={args.reading_samples}",
-               "sft.trl_args.train_sampling_strategy=group_by_length",
-               *(["sft.budget_reading_prompt=true"] if args.reading_prompt else []))
+    unprompted = (f"sft.budget_reading_tokens={args.reading_tokens}",
+                  f"sft.budget_reading_samples={args.reading_samples}", "sft.trl_args.train_sampling_strategy=group_by_length")
+    reading = (*unprompted, *(["sft.budget_reading_prompt=true"] if args.reading_prompt else []))
     stating = (f"sft.budget_stating_rows={args.stating_rows}",) if args.self_renderings and args.stating_rows else ()
     prefill = (f"grpo.prefill_fraction={args.prefill_fraction}", f"grpo.prefill_range=[{args.prefill_range}]")
     ours = "ours-self" if args.self_renderings else "ours"
@@ -103,6 +103,8 @@ def rows_for(args) -> list[Row]:
           if args.self_renderings else []),
         Row("no-renderings", "ablation: our SFT − renderings", "sampled", ("stages=[sft]", *reading)),
         Row("no-reading", "ablation: our SFT − reading rows", ours, ("stages=[sft]", *stating)),
+        *([Row("no-prompt", "ablation: our SFT − reading prompt", ours,
+               ("stages=[sft]", *unprompted, *stating))] if args.reading_prompt else []),
     ]  # fmt: skip
     if args.paper_ablations:
         rows += [
@@ -230,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rows", default="all",
                     help="the trained rows, comma-separated: paper, ours, grpo, prefill-grpo, no-stating, no-self, "
-                         "no-renderings, no-reading (with --paper-ablations also no-penalty, fixed-alpha); the "
+                         "no-renderings, no-reading, no-prompt (with --paper-ablations also no-penalty, fixed-alpha); the "
                          "base rows always run")
     ap.add_argument("--quick", action="store_true", help="tiny settings: checks the script, not the method")
     ap.add_argument("--out", default=str(RESULTS / "reproduce_cpu"))

@@ -204,7 +204,10 @@ def test_reproduce_cpu_reading_prompt_reaches_every_row_with_reading_rows_and_ca
 
     on, off = prompted(), prompted("--no-reading-prompt")
     assert {k for k, v in on.items() if v} == {"ours", "no-stating", "no-self", "no-renderings"}
-    assert not any(off.values())
+    assert not any(off.values()) and "no-prompt" not in off  # nothing to ablate without it
+    rows = {r.key: r for r in repro.rows_for(repro.build_parser().parse_args(["--rows", "ours,no-prompt"]))}
+    assert [o for o in rows["ours"].overrides if o not in rows["no-prompt"].overrides] == [
+        "sft.budget_reading_prompt=true"]  # the ablation drops that switch and nothing else
 
 
 def _repro_result(path: Path, seed: int, rows: dict[str, tuple[float, float]], **args) -> Path:
