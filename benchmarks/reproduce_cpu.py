@@ -1,13 +1,13 @@
 """Reproduce SelfBudgeter on this CPU: SmolLM2-135M on graded arithmetic, the paper's recipe against sblite's.
 
-    OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --train-questions 24 --reading-samples 10 \
-        --eval-questions 40 --sweep-questions 16 --held-out-questions 20 --grpo-steps 16 --guard off  # 97 min
+    OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --train-questions 24 --eval-questions 40 \
+        --sweep-questions 16 --held-out-questions 20 --grpo-steps 16 --guard off  # the table: results/reproduce_cpu.md says how long
     OMP_NUM_THREADS=2 python benchmarks/reproduce_cpu.py --quick         # minutes: a smoke test of the script
 
 ``--rows ours,no-stating`` trains only the named rows (the base rows always run): a second seed of a few rows
-without the whole table. ``--reading-samples`` defaults to 30, what the two-seed re-run of our SFT, + GRPO and
-+ pre-filled GRPO drew (results/reproduce_seeds_rs30.md: pre-fill within ±50% 86% / 84% at seeds 0 / 1,
-against 82% / 62% with 10); the whole table above drew 10.
+without the whole table. ``--reading-samples`` defaults to 30 (results/reproduce_seeds_rs30.md: pre-fill within
+±50% 86% / 84% at seeds 0 / 1, against 82% / 62% with 10), ``--reading-prompt`` is on (``--no-reading-prompt``
+turns it off; results/reproduce_seeds_both_fixes.md: slope 0.80 / 0.81 at seeds 0 / 1, against 0.64 / 0.94).
 
 Rows (each a library call of the CLI's own functions; the work dir caches every finished step):
 
@@ -31,11 +31,9 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
 Every trained row trains in ``--dtype`` (``model.dtype``; bfloat16 by default: ``benchmarks/results/sft_dtype_ab.md``
 compares it with float32 on our SFT). Preload tcmalloc
 (``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4``, recorded in the JSON's ``command_env``):
-``benchmarks/cpu_train_speed.py`` measures both. With both, the first command above took 97 min in one call
-(``benchmarks/results/reproduce_cpu.json``; our SFT 149k tokens). Keep the ``checked`` level: a pre-filled
-length stops at the longest rendering taught, so without it 128 gets ≈90 tokens. At 40 questions and 20 draws
-our SFT trains 257k tokens (39 min alone); a call at that size, stopped after its first 14 minutes, projected
-≈3 h for the table.
+``benchmarks/cpu_train_speed.py`` measures both. With both, the first command above gives
+``benchmarks/results/reproduce_cpu.{json,md}`` (our SFT 448k tokens, ≈23 min of the call). Keep the ``checked``
+level: a pre-filled length stops at the longest rendering taught, so without it 128 gets ≈90 tokens.
 
 Every trained row is evaluated greedily on ``arith-test`` in self mode (compression against the plain base on
 the same questions), with a pre-filled budget sweep (``--budgets``), and in self mode on the held-out sets
