@@ -145,11 +145,8 @@ def on_sweep_questions(work: Path, sweep_name: str, name: str) -> dict:
     16-question sweep against a base on all 40."""
     from sblite.eval.metrics import summary_on
 
-    def records(name: str) -> list[dict]:
-        path = eval_dir(work, "arith-test", name) / "results.json"
-        return json.loads(path.read_text(encoding="utf-8"))["records"]
-
-    return summary_on(records(name), {r["qid"] for r in records(sweep_name)})
+    sweep = eval_records(work, "arith-test", sweep_name)
+    return summary_on(eval_records(work, "arith-test", name), {r["qid"] for r in sweep})
 
 
 def trained_size(run: Path) -> dict:
@@ -165,6 +162,12 @@ def trained_size(run: Path) -> dict:
 def eval_dir(work: Path, dataset: str, name: str) -> Path:
     """Where the eval called ``name`` on ``dataset`` writes (and, as the work dir's cache, is found again)."""
     return work / "eval" / _slug(f"{dataset}-{name}")
+
+
+def eval_records(work: Path, dataset: str, name: str) -> list[dict]:
+    """The per-answer records of the finished eval called ``name`` on ``dataset`` (its results.json)."""
+    path = eval_dir(work, dataset, name) / "results.json"
+    return json.loads(path.read_text(encoding="utf-8"))["records"]
 
 
 def _slug(name: str) -> str:
@@ -212,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--reading-samples", type=int, default=30, help="our SFT's sft.budget_reading_samples")
     ap.add_argument("--reading-prompt", action=argparse.BooleanOptionalAction, default=True,
                     help="our SFT's sft.budget_reading_prompt: each budget-reading row carries its question "
-                         "(--no-reading-prompt: the tags and K tokens alone, results/reproduce_cpu_rs30.md)")
+                         "(--no-reading-prompt: the tags and K tokens alone, results/reproduce_seeds_rs30.md)")
     ap.add_argument("--prefill-fraction", type=float, default=0.5)
     ap.add_argument("--prefill-range", default="8,160")
     ap.add_argument("--paper-ablations", action="store_true", help="also GRPO without budget penalty / fixed α")
@@ -327,8 +330,7 @@ def main() -> None:
         for name, run in runs.items():
             table[d][name] = ev(name, d, n, model=str(run), mode="self", baseline=baselines[d])
     if args.brief_budget:  # "beats brief" compares at a pre-fill near the brief base's own length: sweep it too
-        brief_records = json.loads(
-            (eval_dir(work, "arith-test", "base brief") / "results.json").read_text(encoding="utf-8"))["records"]
+        brief_records = eval_records(work, "arith-test", "base brief")
         budgets = sorted({*budgets, metrics.length_budget(brief_records, args.sweep_questions)})
     sweeps = {name: ev(f"{name} sweep", "arith-test", args.sweep_questions, model=str(run), mode="prefill",
                        budgets=budgets, baseline=baselines["arith-test"]) for name, run in runs.items()}  # fmt: skip
