@@ -148,7 +148,8 @@ class SFTStage(_TrainerStage):
     #: budget_reading_*: extra rows built by sblite (train/datasets.build_sft_dataset)
     SBLITE_ONLY: ClassVar[frozenset[str]] = frozenset(
         {"trl_args", "budget_reading_tokens", "budget_reading_samples", "budget_reading_epochs", "budget_stating_rows",
-         "budget_stating_length", "budget_tag_weight", "budget_reading_prompt"}
+         "budget_stating_length", "budget_tag_weight", "budget_reading_prompt", "pack_shared_prompts",
+         "budget_rows_by_question"}
     )
 
     learning_rate: float = Field(2e-4, gt=0)
@@ -205,6 +206,20 @@ class SFTStage(_TrainerStage):
         "(benchmarks/results/demo_own_budget.md)",
     )
 
+    pack_shared_prompts: bool = Field(
+        False, description="false: each batch as TRL pads it. true: the rows of a batch that open alike (the "
+        "system prompt; a question's prompt in its budget-reading and -stating rows) hold that opening once, "
+        "with a 4D attention mask that gives every trained token the logits it had unpacked: the same loss, "
+        "fewer tokens computed (sblite/train/packing.py, benchmarks/sft_packing.py). Needs transformers' sdpa "
+        "attention (its default), so not the unsloth backend",
+    )
+    budget_rows_by_question: bool = Field(
+        False, description="false: under group_by_length the budget-reading and -stating rows are in random order "
+        "among themselves. true: each question's such rows sort together, so a batch holds a few questions' "
+        "rows at many budgets, and sft.pack_shared_prompts computes each prompt once for all of them. Changes "
+        "which rows share a batch, and so the training, unlike packing alone",
+    )
+
     @model_validator(mode="after")
     def _reading_samples_need_tokens(self) -> SFTStage:
         if self.budget_reading_samples and not self.budget_reading_tokens:
@@ -245,6 +260,16 @@ class SFTStage(_TrainerStage):
                 f"sft.budget_reading_epochs={self.budget_reading_epochs:g} trains budget-reading rows in a phase of "
                 "their own, which needs sft.budget_reading_tokens >= 1 to build them; e.g. sft.budget_reading_tokens=3"
             )
+        if self.pack_shared_prompts and (self.packing or t.get("padding_free")):
+            raise ValueError("sft.pack_shared_prompts packs each batch itself, which TRL's sft.packing / "
+                             "sft.trl_args.padding_free would already have flattened; turn those off or set "
+                             "sft.pack_shared_prompts=false")
+        if self.budget_rows_by_question and not (
+                (self.budget_reading_tokens or self.budget_stating_rows)
+                and t.get("train_sampling_strategy") == "group_by_length"):
+            raise ValueError("sft.budget_rows_by_question orders the budget-reading and -stating rows for "
+                             "group_by_length, so it needs such rows (sft.budget_reading_tokens or "
+                             "sft.budget_stating_rows) and sft.trl_args.train_sampling_strategy=group_by_length")
         return self
 
 

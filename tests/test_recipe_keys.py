@@ -35,6 +35,8 @@ ENABLED_BY = {
     "sft.budget_reading_epochs": {"sft.budget_reading_tokens": 3},
     "sft.budget_reading_prompt": {"sft.budget_reading_tokens": 3},
     "sft.budget_stating_length": {"sft.budget_stating_rows": 2},
+    "sft.budget_rows_by_question": {"sft.budget_reading_tokens": 3,
+                                    "sft.trl_args": {"train_sampling_strategy": "group_by_length"}},
     "data.self_renderings": {"data.renderings": ["short", "reference"]},
 }
 

@@ -66,7 +66,8 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
             if stating and not r.get("prefilled"):
                 ids_s, mask_s = protocol.encode_budget_stating(
                     tokenizer, r["question"], r["completion"], **prompt_options(cfg))  # fmt: skip
-                full += [{"input_ids": ids_s, "completion_mask": mask_s, LENGTH_COLUMN: stating_group}] * stating
+                full += [{"input_ids": ids_s, "completion_mask": mask_s, LENGTH_COLUMN: stating_group,
+                          QUESTION: r["question"]}] * stating
             example = {"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: len(ids)}
             if weight != 1 and not r.get("prefilled"):
                 example[LOSS_WEIGHT_COLUMN] = budget_tag_weights(tokenizer, r["completion"], mask, weight)
@@ -75,20 +76,23 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
         full.append(example)
         if k:
             ids, mask = protocol.encode_budget_reading(tokenizer, r["completion"], k, **reading_prompt(r["question"]))
-            (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: READING})
+            (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: READING,
+                                                    QUESTION: r["question"]})
     for budget, completion, question in budget_reading_draws(rows, cfg.sft.budget_reading_samples, seed=cfg.sft.seed):
         ids, mask = protocol.encode_budget_reading(tokenizer, protocol.with_budget(completion, budget), k,
                                                    **reading_prompt(question))  # fmt: skip
-        (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: READING})
+        (reading if separate else full).append({"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: READING,
+                                                QUESTION: question})
     if weight != 1:  # every row needs the column; only self rows' tags weigh more than 1
         full = [{LOSS_WEIGHT_COLUMN: [1.0] * len(e["input_ids"]), **e} for e in full]
         reading = [{LOSS_WEIGHT_COLUMN: [1.0] * len(e["input_ids"]), **e} for e in reading]
+    by_question = cfg.sft.budget_rows_by_question
     if reading_phase:
-        return Dataset.from_list(shared_lengths(reading)) if reading else None
+        return Dataset.from_list(shared_lengths(reading, by_question=by_question)) if reading else None
     if not (k or stating):  # the paper's rows: no length column
         return Dataset.from_list([{c: e[c] for c in ("input_ids", "completion_mask", LOSS_WEIGHT_COLUMN) if c in e}
                                   for e in full])  # fmt: skip
-    return Dataset.from_list(shared_lengths(full))
+    return Dataset.from_list(shared_lengths(full, by_question=by_question))
 
 
 #: the dataset column transformers' ``group_by_length`` sampler reads (``TrainingArguments.length_column_name``)
@@ -123,9 +127,11 @@ def keep_columns(dataset, trl_args: dict[str, Any]) -> dict[str, Any]:
 
 #: placeholders in the ``length`` column until ``shared_lengths`` gives each kind of short row its shared length
 READING, STATING = "reading", "stating"
+#: a short row's question, read by ``shared_lengths`` (``sft.budget_rows_by_question``) and then dropped
+QUESTION = "_question"
 
 
-def shared_lengths(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def shared_lengths(examples: list[dict[str, Any]], *, by_question: bool = False) -> list[dict[str, Any]]:
     """``examples`` whose ``length`` column (read by ``train_sampling_strategy: group_by_length``) is a full
     row's true length and, for the budget-reading rows (``READING``) and the budget-stating rows (``STATING``),
     one shared value per kind: the longest row of that kind.
@@ -141,15 +147,26 @@ def shared_lengths(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     the demo's candidate cold start) or ``STATING`` (a length of their own: 1.17×; benchmarks/results/
     sft_padding.json).
 
-    >>> rows = [{"input_ids": [1] * 9, "length": READING}, {"input_ids": [1] * 8, "length": READING},
-    ...         {"input_ids": [1] * 30, "length": STATING}, {"input_ids": [1] * 40, "length": 40}]
-    >>> [r["length"] for r in shared_lengths(rows)]
-    [9, 9, 30, 40]
+    ``by_question`` (``sft.budget_rows_by_question``) adds a fraction under 1 per question to that shared value,
+    so the sampler's sort (stable, within each megabatch) puts a question's short rows side by side, still in
+    random order among themselves, and a batch holds few prompts (``sft.pack_shared_prompts`` computes each
+    once).
+
+    >>> rows = [{"input_ids": [1] * 9, "length": READING, QUESTION: "b"}, {"input_ids": [1] * 8, "length": READING,
+    ...         QUESTION: "a"}, {"input_ids": [1] * 30, "length": STATING, QUESTION: "a"},
+    ...         {"input_ids": [1] * 40, "length": 40}]
+    >>> [r["length"] for r in shared_lengths(rows)], [round(r["length"], 2) for r in shared_lengths(rows, by_question=True)]
+    ([9, 9, 30, 40], [9.67, 9.33, 30.33, 40])
     """
     shared = {kind: max((len(e["input_ids"]) for e in examples if e[LENGTH_COLUMN] == kind), default=0)
               for kind in (READING, STATING)}  # fmt: skip
-    return [{**e, LENGTH_COLUMN: shared[e[LENGTH_COLUMN]]} if isinstance(e[LENGTH_COLUMN], str) else e
-            for e in examples]  # fmt: skip
+    questions = sorted({e[QUESTION] for e in examples if QUESTION in e})
+    rank = {q: (n + 1) / (len(questions) + 1) for n, q in enumerate(questions)} if by_question else {}
+
+    def length(e: dict[str, Any]) -> int | float:
+        return shared[e[LENGTH_COLUMN]] + rank.get(e[QUESTION], 0) if isinstance(e[LENGTH_COLUMN], str) else e[LENGTH_COLUMN]
+
+    return [{**{c: v for c, v in e.items() if c != QUESTION}, LENGTH_COLUMN: length(e)} for e in examples]
 
 
 def budget_reading_draws(rows: list[dict[str, Any]], per_question: int, *, seed: int) -> list[tuple[int, str, str]]:

@@ -61,7 +61,9 @@ def train_plan(cfg: Recipe) -> dict[str, Any]:
                             "budget_reading_prompt": cfg.sft.budget_reading_prompt,
                             "budget_stating_rows": cfg.sft.budget_stating_rows,
                             "budget_stating_length": cfg.sft.budget_stating_length,
-                            "budget_tag_weight": cfg.sft.budget_tag_weight}
+                            "budget_tag_weight": cfg.sft.budget_tag_weight,
+                            "budget_rows_by_question": cfg.sft.budget_rows_by_question}
+        plan["sft batches"] = {"pack_shared_prompts": cfg.sft.pack_shared_prompts}
     if "grpo" in cfg.stages:
         g = cfg.grpo
         plan["grpo (TRL GRPOConfig)"] = {

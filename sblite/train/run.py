@@ -141,7 +141,7 @@ def run_sft(
     model, tokenizer = backend.load(no_engine, cfg.lora, adapter=cfg.model.adapter, seed=cfg.sft.seed)
     dataset = build_sft_dataset(data.sft, cfg, tokenizer)
     args = _args(SFTConfig, cfg.sft, backend, cfg, run, "sft", console, strict=strict, extra=keep_columns(dataset, cfg.sft.trl_args))
-    trainer = _sft_trainer(model, tokenizer, dataset, args, "sft", run, console)
+    trainer = _sft_trainer(model, tokenizer, dataset, args, "sft", run, console, pack=_pack(cfg, backend))
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     steps, notes = trainer.state.global_step, {"examples": len(dataset)}
@@ -154,6 +154,14 @@ def run_sft(
     return StageResult("sft", str(out), steps, time.perf_counter() - t0, checkpoint, notes=notes)
 
 
+def _pack(cfg: Recipe, backend) -> bool:
+    """``sft.pack_shared_prompts``, refused on a backend whose attention kernels ignore a 4D mask."""
+    if cfg.sft.pack_shared_prompts and backend.name == "unsloth":
+        raise TrainingError("sft.pack_shared_prompts needs transformers' sdpa attention, which the unsloth "
+                            "backend replaces with its own kernels; set model.backend=hf or sft.pack_shared_prompts=false")
+    return cfg.sft.pack_shared_prompts
+
+
 def _sft_reading_phase(model, tokenizer, dataset, cfg: Recipe, backend, run: RunDir, console, *, strict: bool):
     """``sft.budget_reading_epochs``: the budget-reading rows alone, after the full rows, on the same adapter
     (the recipe's optimizer settings, a schedule of their own). Checkpoints go to ``checkpoints/sft/reading``;
@@ -164,20 +172,26 @@ def _sft_reading_phase(model, tokenizer, dataset, cfg: Recipe, backend, run: Run
     args = _args(SFTConfig, cfg.sft, backend, cfg, run, "sft", console, strict=strict,
                  extra={"num_train_epochs": cfg.sft.budget_reading_epochs, "max_steps": -1,
                         "output_dir": str(run.checkpoints("sft") / "reading"), **keep_columns(dataset, cfg.sft.trl_args)})  # fmt: skip
-    trainer = _sft_trainer(model, tokenizer, dataset, args, "sft-reading", run, console)
+    trainer = _sft_trainer(model, tokenizer, dataset, args, "sft-reading", run, console, pack=_pack(cfg, backend))
     trainer.train()
     return trainer
 
 
-def _sft_trainer(model, tokenizer, dataset, args, label: str, run: RunDir, console):
-    """A TRL ``SFTTrainer`` with sblite's callbacks (metrics rows tagged ``label``) and TRL's own printing off."""
+def _sft_trainer(model, tokenizer, dataset, args, label: str, run: RunDir, console, *, pack: bool = False):
+    """A TRL ``SFTTrainer`` with sblite's callbacks (metrics rows tagged ``label``) and TRL's own printing off;
+    ``pack``: on prefix-shared packed batches (``sft.pack_shared_prompts``, train/packing.py)."""
+    from functools import partial
+
     from trl import SFTTrainer
 
     from sblite.train.callbacks import make_callbacks
+    from sblite.train.packing import packed_sft_trainer
     from sblite.train.weighted import LOSS_WEIGHT_COLUMN, weighted_sft_trainer
 
     # sft.budget_tag_weight: a loss that reads the per-token weights (train/weighted.py)
     build = weighted_sft_trainer if LOSS_WEIGHT_COLUMN in dataset.column_names else SFTTrainer
+    if pack:
+        build = partial(packed_sft_trainer, build)
     trainer = build(
         model=model,
         args=args,
