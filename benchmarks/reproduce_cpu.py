@@ -80,6 +80,16 @@ class Row:
     start_from: str | None = None  # a GRPO row's SFT row
 
 
+def share_prompts(args, row: Row) -> tuple[str, ...]:
+    """``--share-prompts``: an SFT row's batches packed with their shared prompts computed once
+    (``sft.pack_shared_prompts``, exact), and where it has budget rows under group_by_length, those ordered by
+    question so batches share prompts (``sft.budget_rows_by_question``, which changes the batches)."""
+    if not args.share_prompts or "stages=[sft]" not in row.overrides:
+        return ()
+    grouped = "sft.trl_args.train_sampling_strategy=group_by_length" in row.overrides
+    return ("sft.pack_shared_prompts=true", *(["sft.budget_rows_by_question=true"] if grouped else []))
+
+
 def rows_for(args) -> list[Row]:
     """The trained rows. ``our SFT`` is every cold-start switch at once (renderings, reading rows, and with
     ``--self-renderings`` self rows, with ``--stating-rows`` stating rows); each ablation drops one switch (a
@@ -213,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stating-rows", type=int, default=2, help="our SFT's sft.budget_stating_rows (0: none)")
     ap.add_argument("--reading-tokens", type=int, default=3, help="our SFT's sft.budget_reading_tokens")
     ap.add_argument("--reading-samples", type=int, default=30, help="our SFT's sft.budget_reading_samples")
+    ap.add_argument("--share-prompts", action=argparse.BooleanOptionalAction, default=False,
+                    help="every SFT row on prefix-shared packed batches (sft.pack_shared_prompts), its budget rows "
+                         "ordered by question (sft.budget_rows_by_question): results/sft_packing.json")
     ap.add_argument("--reading-prompt", action=argparse.BooleanOptionalAction, default=True,
                     help="our SFT's sft.budget_reading_prompt: each budget-reading row carries its question "
                          "(--no-reading-prompt: the tags and K tokens alone, results/reproduce_seeds_rs30.md)")
@@ -294,7 +307,8 @@ def main() -> None:
             cfg = load_recipe("smollm2-135m", [
                 f"data.path={prepared[row.data]}", f"output_dir={run}", f"sft.num_train_epochs={args.sft_epochs}",
                 f"grpo.max_steps={args.grpo_steps}", f"sft.seed={args.seed}", f"grpo.seed={args.seed}",
-                "grpo.num_completions_to_print=0", f"model.dtype={args.dtype}", *row.overrides, *extra])  # fmt: skip
+                "grpo.num_completions_to_print=0", f"model.dtype={args.dtype}", *row.overrides, *extra,
+                *share_prompts(args, row)])  # fmt: skip
             timed(f"train {row.name}", lambda c=cfg, r=run: run_training(c, resume=r.exists(), console=console))
         runs[row.name] = run
 
@@ -400,7 +414,10 @@ def main() -> None:
                        "their budget is trained)" if args.self_renderings else "")
         + (f" with {args.stating_rows} budget-stating copies each (`sft.budget_stating_rows`)"
            if args.self_renderings and args.stating_rows else "")
-        + f"; each ablation drops one of those. Training in {args.dtype} (`model.dtype`); greedy evaluation in "
+        + "; each ablation drops one of those"
+        + ("; every SFT on prefix-shared packed batches, budget rows ordered by question (`sft.pack_shared_prompts`, "
+           "`sft.budget_rows_by_question`)" if args.share_prompts else "")
+        + f". Training in {args.dtype} (`model.dtype`); greedy evaluation in "
         "float32.",
         "",
     ]

@@ -210,6 +210,24 @@ def test_reproduce_cpu_reading_prompt_reaches_every_row_with_reading_rows_and_ca
         "sft.budget_reading_prompt=true"]  # the ablation drops that switch and nothing else
 
 
+def test_reproduce_cpu_share_prompts_packs_every_sft_row_and_orders_budget_rows_by_question():
+    """``--share-prompts``: packing (exact) on every SFT row, the question order only where the row has budget
+    rows under group_by_length (the recipe refuses it elsewhere), nothing on GRPO rows; every row's recipe loads."""
+    from sblite.recipes import load_recipe
+
+    repro = _load("reproduce_cpu")
+    args = repro.build_parser().parse_args(["--rows", "all", "--share-prompts"])
+    added = {r.key: repro.share_prompts(args, r) for r in repro.rows_for(args)}
+    assert {k for k, v in added.items() if "sft.pack_shared_prompts=true" in v} == {
+        "paper", "ours", "no-stating", "no-self", "no-renderings", "no-reading", "no-prompt"}
+    assert {k for k, v in added.items() if "sft.budget_rows_by_question=true" in v} == {
+        "ours", "no-stating", "no-self", "no-renderings", "no-prompt"}
+    for row in repro.rows_for(args):
+        load_recipe("smollm2-135m", [*row.overrides, *added[row.key]])
+    off = repro.build_parser().parse_args(["--rows", "all"])
+    assert not any(repro.share_prompts(off, r) for r in repro.rows_for(off))
+
+
 def _repro_result(path: Path, seed: int, rows: dict[str, tuple[float, float]], **args) -> Path:
     """A reproduce_cpu.py result file with what reproduce_seeds.py reads: per row (accuracy, pre-fill slope)."""
     table = {r: {"accuracy": acc, "adherence_50": 0.9, "spearman_budget_level": 0.7, "compression": 0.6}
