@@ -5,9 +5,11 @@
 1. prepare   sample k answers per training question from the base model under a step-by-step and a brief
              instruction; every distinct correct answer is an SFT target labelled with its own token length
              (``sblite prepare --labels sample --styles plain,brief --targets all``), and each worked solution
-             re-said at five lengths, the reference one as a self row (``--renderings``, ``--self-renderings``)
-2. train     budget SFT with budget-reading rows (``sft.budget_reading_tokens``/``_samples``), then
-             budget-guided GRPO (``sblite train --recipe smollm2-135m``), in bfloat16 where the CPU has it
+             re-said at six lengths, the reference one as a self row (``--renderings``, ``--self-renderings``)
+2. train     budget SFT with budget-stating and budget-reading rows (``sft.budget_stating_rows``,
+             ``sft.budget_reading_tokens``/``_samples``/``_prompt``) on batches that compute each shared prompt
+             once (``sft.pack_shared_prompts``, ``sft.budget_rows_by_question``), then budget-guided GRPO
+             (``sblite train --recipe smollm2-135m``), in bfloat16 where the CPU has it
 3. eval      the base model (plain and brief prompting) and the trained model (self-budgeted, and a sweep of
              pre-filled budgets with and without the budget guard) on held-out problems
 4. export    merge the adapter, write the recipe's export.quant GGUF (q8_0), verify it (transformers, llama.cpp)
@@ -38,13 +40,14 @@ class DemoOptions:
     out: str = "demo-out"
     model: str = "builtin:smollm2-135m"
     recipe: str = "smollm2-135m"
-    #: the cold start of the 5-rendering one-call reproduction's "our SFT − stating rows" row, at its size
-    #: (`git show 149c3d7~1:benchmarks/results/reproduce_cpu.md`): the bundled solutions re-said at five lengths
-    #: (data.renderings), the reference one as the self row whose budget the model states
-    #: (data.self_renderings), and 3-token budget-reading rows at 30 drawn budgets per question
-    #: (sft.budget_reading_tokens/_samples), 3 epochs. With 10 drawn budgets a pre-filled 128 read as a short
-    #: budget (18-31 tokens; at seed 1 nothing bound, slope -0.03); 30 bind 8 … 128 at seeds 0 and 1 (slope
-    #: 0.65 / 0.69, 89 / 94 tokens at 128) for +80 s of training (benchmarks/results/demo_reading_samples.md)
+    #: the reproduction's "our SFT" cold start (benchmarks/reproduce_cpu.py) at the demo's size: the bundled
+    #: solutions re-said at six lengths (data.renderings), the reference one as the self row whose budget the
+    #: model states (data.self_renderings) with 2 budget-stating copies (sft.budget_stating_rows), and 3-token
+    #: budget-reading rows at 30 drawn budgets per question, each with its question's prompt
+    #: (sft.budget_reading_tokens/_samples/_prompt), 3 epochs. It fits the demo's time because each batch's
+    #: shared prompts are computed once (share_prompts); without that the same cold start (less the reading
+    #: prompt) took 24 min (benchmarks/results/demo_candidate_checked.md). The five-rendering cold start before
+    #: it bound the pre-fill less (slope 0.65) and not the stated budget (ρ 0.00): demo_default.md's history
     train_questions: int = 24
     k: int = 4
     eval_questions: int = 30
@@ -52,12 +55,16 @@ class DemoOptions:
     styles: tuple[str, ...] = ("plain", "brief")
     targets: str = "all"
     grpo_steps: int = 3
-    renderings: tuple[str, ...] = ("answer", "short", "reference", "stated", "explained")
+    renderings: tuple[str, ...] = ("answer", "short", "reference", "stated", "explained", "checked")
     self_renderings: tuple[str, ...] = ("reference",)
     reading_tokens: int = 3
     reading_samples: int = 30
-    stating_rows: int = 0
+    reading_prompt: bool = True  # sft.budget_reading_prompt: each budget-reading row with its question's prompt
+    stating_rows: int = 2
     stating_length: str | None = None  # sft.budget_stating_length (None: the recipe's)
+    #: sft.pack_shared_prompts (exact) and, with budget rows, sft.budget_rows_by_question: each batch's shared
+    #: prompts computed once (benchmarks/results/sft_packing.json)
+    share_prompts: bool = True
     tag_weight: float = 1.0  # sft.budget_tag_weight: a self row's budget tags weigh this much in the SFT loss
     #: None: bfloat16 on a CPU with native bf16 (2.66× per step with tcmalloc: cpu_train_speed.json), else
     #: the recipe's model.dtype
@@ -131,7 +138,10 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
         **({"sft.budget_reading_tokens": opts.reading_tokens, "sft.budget_reading_samples": opts.reading_samples,
             # reading rows train in batches of their own, every digit count mixed (train/datasets.py)
             "sft.trl_args.train_sampling_strategy": "group_by_length"} if opts.reading_tokens else {}),
+        **({"sft.budget_reading_prompt": True} if opts.reading_prompt else {}),
         **({"sft.budget_stating_rows": opts.stating_rows} if opts.stating_rows else {}),
+        **({"sft.pack_shared_prompts": True} if opts.share_prompts else {}),
+        **({"sft.budget_rows_by_question": True} if opts.share_prompts and opts.reading_tokens else {}),
         **({"sft.budget_stating_length": opts.stating_length} if opts.stating_length else {}),
         **({"sft.budget_tag_weight": opts.tag_weight} if opts.tag_weight != 1 else {}),
         **({"model.dtype": dtype} if dtype else {}),
@@ -331,7 +341,12 @@ def _cold_start_line(o: dict[str, Any], dtype: str) -> str:
         line += f", each self row's budget weighing {o['tag_weight']:g}× in the loss (`sft.budget_tag_weight`)"
     if o["reading_tokens"]:
         line += (f", and budget-reading rows ({o['reading_tokens']} solution tokens each, {o['reading_samples']} "
-                 "drawn budgets per question: `sft.budget_reading_tokens`, `sft.budget_reading_samples`)")
+                 "drawn budgets per question: `sft.budget_reading_tokens`, `sft.budget_reading_samples`"
+                 + (", each with its question's prompt: `sft.budget_reading_prompt`" * bool(o.get("reading_prompt")))
+                 + ")")
+    if o.get("share_prompts"):
+        line += (", batches packed with their shared prompts computed once, budget rows ordered by question "
+                 "(`sft.pack_shared_prompts`, `sft.budget_rows_by_question`)")
     epochs, steps = o["sft_epochs"], o["grpo_steps"]
     line += f"; {epochs:g} epoch{'s' * (epochs != 1)}, then {steps} GRPO step{'s' * (steps != 1)}"
     return line + f", in {dtype}."
