@@ -175,7 +175,8 @@ class SFTStage(_TrainerStage):
         "and drawn) is its question's prompt, the pre-filled `<budget>N</budget><solution>` and the first K solution "
         "tokens, loss on those K: it can teach a choice the number makes differently per question, at the price of "
         "a prompt per row (2.7x the SFT tokens in the reproduction, which turns it on: pre-fill slope 0.80 / 0.81 "
-        "at seeds 0 / 1 against 0.64 / 0.94 without, benchmarks/results/reproduce_seeds_both_fixes.md)",
+        "at seeds 0 / 1 against 0.64 / 0.94 without, benchmarks/results/reproduce_seeds_both_fixes.md). "
+        "sft.pack_shared_prompts with sft.budget_rows_by_question computes that prompt once per batch",
     )
     budget_reading_epochs: float = Field(
         0, ge=0, description="0: budget-reading rows are mixed into the SFT rows. E > 0: they are trained after "

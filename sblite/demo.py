@@ -16,8 +16,8 @@
 5. generate  answer one question from the GGUF (or the merged model), budget first
 
 Every step is a library call with its own rich progress; the outputs land in one folder with a
-``report.md`` holding the comparison table. Defaults are sized to finish in 10–12 minutes on two CPU
-cores (``benchmarks/results/demo_default.md``); ``--quick`` runs a smaller version in a few minutes.
+``report.md`` holding the comparison table. Defaults are sized to finish in under 15 minutes on two CPU
+cores (``benchmarks/results/demo_default.md``: 14 min); ``--quick`` runs a smaller version in a few minutes.
 
 The demo only calls the library's stage functions; it must not hold pipeline logic of its own.
 """
@@ -47,7 +47,7 @@ class DemoOptions:
     #: (sft.budget_reading_tokens/_samples/_prompt), 3 epochs. It fits the demo's time because each batch's
     #: shared prompts are computed once (share_prompts); without that the same cold start (less the reading
     #: prompt) took 24 min (benchmarks/results/demo_candidate_checked.md). The five-rendering cold start before
-    #: it bound the pre-fill less (slope 0.65) and not the stated budget (ρ 0.00): demo_default.md's history
+    #: it bound the pre-fill less (slope 0.65) and not the stated budget (ρ 0.00): demo_before_sharing.md
     train_questions: int = 24
     k: int = 4
     eval_questions: int = 30
