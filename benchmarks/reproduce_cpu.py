@@ -223,9 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stating-rows", type=int, default=2, help="our SFT's sft.budget_stating_rows (0: none)")
     ap.add_argument("--reading-tokens", type=int, default=3, help="our SFT's sft.budget_reading_tokens")
     ap.add_argument("--reading-samples", type=int, default=30, help="our SFT's sft.budget_reading_samples")
-    ap.add_argument("--share-prompts", action=argparse.BooleanOptionalAction, default=False,
+    ap.add_argument("--share-prompts", action=argparse.BooleanOptionalAction, default=True,
                     help="every SFT row on prefix-shared packed batches (sft.pack_shared_prompts), its budget rows "
-                         "ordered by question (sft.budget_rows_by_question): results/sft_packing.json")
+                         "ordered by question (sft.budget_rows_by_question): results/sft_packing.json "
+                         "(--no-share-prompts: TRL's padded batches in random order, as reproduce_cpu_before_sharing)")
     ap.add_argument("--reading-prompt", action=argparse.BooleanOptionalAction, default=True,
                     help="our SFT's sft.budget_reading_prompt: each budget-reading row carries its question "
                          "(--no-reading-prompt: the tags and K tokens alone, results/reproduce_seeds_rs30.md)")

@@ -211,12 +211,12 @@ def test_reproduce_cpu_reading_prompt_reaches_every_row_with_reading_rows_and_ca
 
 
 def test_reproduce_cpu_share_prompts_packs_every_sft_row_and_orders_budget_rows_by_question():
-    """``--share-prompts``: packing (exact) on every SFT row, the question order only where the row has budget
+    """``--share-prompts`` (the default): packing (exact) on every SFT row, the question order only where the row has budget
     rows under group_by_length (the recipe refuses it elsewhere), nothing on GRPO rows; every row's recipe loads."""
     from sblite.recipes import load_recipe
 
     repro = _load("reproduce_cpu")
-    args = repro.build_parser().parse_args(["--rows", "all", "--share-prompts"])
+    args = repro.build_parser().parse_args(["--rows", "all"])
     added = {r.key: repro.share_prompts(args, r) for r in repro.rows_for(args)}
     assert {k for k, v in added.items() if "sft.pack_shared_prompts=true" in v} == {
         "paper", "ours", "no-stating", "no-self", "no-renderings", "no-reading", "no-prompt"}
@@ -224,7 +224,7 @@ def test_reproduce_cpu_share_prompts_packs_every_sft_row_and_orders_budget_rows_
         "ours", "no-stating", "no-self", "no-renderings", "no-prompt"}
     for row in repro.rows_for(args):
         load_recipe("smollm2-135m", [*row.overrides, *added[row.key]])
-    off = repro.build_parser().parse_args(["--rows", "all"])
+    off = repro.build_parser().parse_args(["--rows", "all", "--no-share-prompts"])
     assert not any(repro.share_prompts(off, r) for r in repro.rows_for(off))
 
 

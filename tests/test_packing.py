@@ -98,8 +98,6 @@ def test_a_packed_batch_gives_trls_loss_and_gradients_with_fewer_tokens(tiny_pre
         assert got_grads.keys() == want_grads.keys()
         for name, g in want_grads.items():
             assert torch.allclose(got_grads[name], g, rtol=1e-4, atol=1e-6), name
-        # TRL's token count: the packed rows' real tokens, not the 4D mask's entries
-        assert trainer._metrics["train"]["num_tokens"][-1] - trainer._metrics["train"]["num_tokens"][0] >= 0
     assert saved > 0  # the batches shared prompts, and the packed rows computed them once
 
 
