@@ -7,7 +7,11 @@
 ``--rows ours,no-stating`` trains only the named rows (the base rows always run): a second seed of a few rows
 without the whole table. ``--reading-samples`` defaults to 30 (results/reproduce_seeds_rs30.md: pre-fill within
 ±50% 86% / 84% at seeds 0 / 1, against 82% / 62% with 10), ``--reading-prompt`` is on (``--no-reading-prompt``
-turns it off; results/reproduce_seeds_both_fixes.md: slope 0.80 / 0.81 at seeds 0 / 1, against 0.64 / 0.94).
+turns it off; results/reproduce_seeds_both_fixes.md: slope 0.80 / 0.81 at seeds 0 / 1, against 0.64 / 0.94),
+``--share-prompts`` is on (every SFT on prefix-shared packed batches, budget rows ordered by question: the table
+from scratch ≈79 min instead of ≈160; ``--no-share-prompts`` gives the padded batches of
+results/reproduce_cpu_before_sharing.md). The work dir caches by row name, not by arguments: a changed switch
+needs a fresh ``--work``.
 
 Rows (each a library call of the CLI's own functions; the work dir caches every finished step):
 
