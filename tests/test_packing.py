@@ -82,7 +82,7 @@ def test_a_packed_batch_gives_trls_loss_and_gradients_with_fewer_tokens(tiny_pre
         model.zero_grad()
         loss = compute(trainer, model, batch)
         loss.backward()
-        return float(loss), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     saved = 0
     for start in range(0, 8 * 6, 8):
