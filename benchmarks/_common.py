@@ -71,6 +71,17 @@ def stage_timer(console) -> tuple[Any, dict[str, float]]:
     return timed, timings
 
 
+def prepare_gsm8k_reference(work: Path, questions: int) -> Path:
+    """``work/prepared``: the first ``questions`` GSM8K-train questions with their reference solutions as targets
+    (``sblite prepare --labels reference``), budgets in SmolLM2's tokens."""
+    from sblite.data.prepare import PrepareOptions, run_prepare
+
+    out = work / "prepared"
+    run_prepare(PrepareOptions(dataset=str(SHARED / "gsm8k" / "train.jsonl"), out=str(out), labels="reference",
+                               tokenizer="builtin:smollm2-135m", limit=questions, force=True))  # fmt: skip
+    return out
+
+
 def prepare_arith_samples(out: Path, *, limit: int, k: int, max_new_tokens: int, seed: int, styles: Sequence[str],
                           targets: str, console, force: bool = False, renderings: Sequence[str] = (),
                           self_renderings: Sequence[str] = ()):  # fmt: skip

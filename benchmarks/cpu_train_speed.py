@@ -40,7 +40,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, SHARED, write_json  # noqa: E402
+from _common import REPO, RESULTS, SHARED, prepare_gsm8k_reference, write_json  # noqa: E402
 
 from sblite.doctor import TCMALLOC  # noqa: E402
 
@@ -72,15 +72,6 @@ def child(args) -> None:
     print("RESULT " + json.dumps({"train_runtime": runtime, "steps": len(losses), "losses": losses}))
 
 
-def prepare(work: Path, questions: int) -> Path:
-    from sblite.data.prepare import PrepareOptions, run_prepare
-
-    out = work / "prepared"
-    run_prepare(PrepareOptions(dataset=str(SHARED / "gsm8k" / "train.jsonl"), out=str(out), labels="reference",
-                               tokenizer="builtin:smollm2-135m", limit=questions, force=True))  # fmt: skip
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=6)
@@ -106,7 +97,7 @@ def main() -> None:
     runs: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        data = prepare(work, args.questions)
+        data = prepare_gsm8k_reference(work, args.questions)
         (work / "runs").mkdir()
         for r in range(args.rounds):
             for name in names if r % 2 == 0 else names[::-1]:

@@ -38,20 +38,11 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, SHARED, write_json  # noqa: E402
+from _common import RESULTS, SHARED, prepare_gsm8k_reference, write_json  # noqa: E402
 
 #: the reproduction's cold start (benchmarks/reproduce_cpu.py, row "our SFT"), as recipe overrides
 COLD_START = ("sft.budget_reading_tokens=3", "sft.budget_reading_samples=30", "sft.budget_reading_prompt=true",
               "sft.budget_stating_rows=2", "sft.trl_args.train_sampling_strategy=group_by_length")  # fmt: skip
-
-
-def prepare(work: Path, questions: int) -> Path:
-    from sblite.data.prepare import PrepareOptions, run_prepare
-
-    out = work / "prepared"
-    run_prepare(PrepareOptions(dataset=str(SHARED / "gsm8k" / "train.jsonl"), out=str(out), labels="reference",
-                               tokenizer="builtin:smollm2-135m", limit=questions, force=True))  # fmt: skip
-    return out
 
 
 def time_order(prepared: Path, work: Path, by_question: bool, n_batches: int, dtype: str) -> dict:
@@ -85,11 +76,11 @@ def time_order(prepared: Path, work: Path, by_question: bool, n_batches: int, dt
     model.train()
     for t in (padded_trainer, packed_trainer):  # what Trainer.train sets before its first step
         t.current_gradient_accumulation_steps = 1
+    trainers = {"padded": padded_trainer, "packed": packed_trainer}
     out = []
     for j, batch in enumerate(picked):
         examples = [rows[i] for i in batch]
-        inputs = {"padded": padded_trainer.data_collator(examples), "packed": packed_trainer.data_collator(examples)}
-        trainers = {"padded": padded_trainer, "packed": packed_trainer}
+        inputs = {name: t.data_collator(examples) for name, t in trainers.items()}
         record = {"rows": len(batch), "padded_tokens": int(inputs["padded"]["input_ids"].numel()),
                   "real_tokens": int(inputs["padded"]["attention_mask"].sum()),
                   "packed_tokens": int(inputs["packed"]["packed_tokens"]),
@@ -134,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         if not (SHARED / "gsm8k" / "train.jsonl").is_file():
             sys.exit(f"needs {SHARED}/gsm8k/train.jsonl (../shared/data, or SBLITE_SHARED_DATA)")
-        prepared = prepare(work, args.questions)
+        prepared = prepare_gsm8k_reference(work, args.questions)
         inputs = f"GSM8K-train, first {args.questions} questions, reference solutions (labels=reference)"
     orders = {}
     for name, by_question in (("random order", False), ("by question", True)):
