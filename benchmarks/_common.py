@@ -84,10 +84,11 @@ def prepare_gsm8k_reference(work: Path, questions: int) -> Path:
 
 def prepare_arith_samples(out: Path, *, limit: int, k: int, max_new_tokens: int, seed: int, styles: Sequence[str],
                           targets: str, console, force: bool = False, renderings: Sequence[str] = (),
-                          self_renderings: Sequence[str] = ()):  # fmt: skip
+                          self_renderings: Sequence[str] = (), stating_questions: int = 0):  # fmt: skip
     """The reproduction's cold-start data: SmolLM2-135M sampled (T=0.8) on the bundled arith questions, with
     ``renderings`` (``data.renderings``) added as pre-filled rows, except ``self_renderings``
-    (``data.self_renderings``), added as self rows."""
+    (``data.self_renderings``), added as self rows, also for ``stating_questions`` more questions
+    (``data.stating_questions``)."""
     from sblite.data.prepare import PrepareOptions, run_prepare
     from sblite.logs import progress_bars
 
@@ -96,7 +97,8 @@ def prepare_arith_samples(out: Path, *, limit: int, k: int, max_new_tokens: int,
             PrepareOptions(dataset="arith", out=str(out), labels="sample", model="builtin:smollm2-135m", k=k,
                            temperature=0.8, max_new_tokens=max_new_tokens, batch_size=k * 8, limit=limit, seed=seed,
                            force=force, instruction_in_user=True, targets=targets, styles=tuple(styles),
-                           renderings=tuple(renderings), self_renderings=tuple(self_renderings)),
+                           renderings=tuple(renderings), self_renderings=tuple(self_renderings),
+                           stating_questions=stating_questions),
             progress=progress,
         )  # fmt: skip
 

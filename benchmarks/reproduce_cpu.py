@@ -23,13 +23,15 @@ Rows (each a library call of the CLI's own functions; the work dir caches every 
   (``data.renderings``), the renderings ``--self-renderings`` written as self rows instead
   (``data.self_renderings``: the budget the model states for itself is that rendering's length for the
   question it reads), ``--stating-rows`` copies of each self row cut after its budget with loss on the budget
-  only (``sft.budget_stating_rows``), and the budget-reading rows of ``sft.budget_reading_tokens``
+  only (``sft.budget_stating_rows``), those stating rows also for ``--stating-questions`` more bundled
+  questions that are neither sampled nor rendered otherwise (``data.stating_questions``), and the budget-reading rows of ``sft.budget_reading_tokens``
   (``--reading-tokens``) at ``sft.budget_reading_samples`` drawn budgets per question (``--reading-samples``),
   each with its question's prompt under ``--reading-prompt`` (``sft.budget_reading_prompt``);
 - ``+ GRPO``: budget-guided GRPO from our SFT adapter (``--grpo-steps``, the recipe's α schedule);
 - ``+ pre-filled GRPO``: the same with ``grpo.prefill_fraction`` of the prompts carrying a forced budget;
-- ablations, each our SFT without one switch: − stating rows, − self rows (and so the stating rows), −
-  renderings (and so both), − reading rows, − reading prompt (the reading rows without their question); with
+- ablations, each our SFT without one switch: − stating rows (and so the stating questions, which train only as
+  stating rows), − stating questions, − self rows (and so both), − renderings (and so all three), − reading
+  rows, − reading prompt (the reading rows without their question); with
   ``--paper-ablations`` also the paper's GRPO ablations (no budget penalty, fixed α).
 
 Every trained row trains in ``--dtype`` (``model.dtype``; bfloat16 by default: ``benchmarks/results/sft_dtype_ab.md``
@@ -103,14 +105,18 @@ def rows_for(args) -> list[Row]:
     reading = (*unprompted, *(["sft.budget_reading_prompt=true"] if args.reading_prompt else []))
     stating = (f"sft.budget_stating_rows={args.stating_rows}",) if args.self_renderings and args.stating_rows else ()
     prefill = (f"grpo.prefill_fraction={args.prefill_fraction}", f"grpo.prefill_range=[{args.prefill_range}]")
-    ours = "ours-self" if args.self_renderings else "ours"
+    ours = "ours-stating" if args.self_renderings and args.stating_questions else "ours-self" if args.self_renderings \
+        else "ours"
     rows = [
         Row("paper", "paper SFT", "paper", ("stages=[sft]",)),
         Row("ours", "our SFT", ours, ("stages=[sft]", *reading, *stating)),
         Row("grpo", "+ GRPO", ours, ("stages=[grpo]",), start_from="our SFT"),
         Row("prefill-grpo", "+ pre-filled GRPO", ours, ("stages=[grpo]", *prefill), start_from="our SFT"),
-        *([Row("no-stating", "ablation: our SFT − stating rows", ours, ("stages=[sft]", *reading))]
+        # stating questions train only as stating rows: without those they go too
+        *([Row("no-stating", "ablation: our SFT − stating rows", "ours-self", ("stages=[sft]", *reading))]
           if stating else []),
+        *([Row("no-stating-questions", "ablation: our SFT − stating questions", "ours-self",
+               ("stages=[sft]", *reading, *stating))] if ours == "ours-stating" else []),
         *([Row("no-self", "ablation: our SFT − self rows", "ours", ("stages=[sft]", *reading))]
           if args.self_renderings else []),
         Row("no-renderings", "ablation: our SFT − renderings", "sampled", ("stages=[sft]", *reading)),
@@ -225,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="our SFT's data.self_renderings: these renderings as self rows ('' for none, which also "
                          "drops the stating rows)")
     ap.add_argument("--stating-rows", type=int, default=2, help="our SFT's sft.budget_stating_rows (0: none)")
+    ap.add_argument("--stating-questions", type=int, default=0,
+                    help="our SFT's data.stating_questions: that many more bundled questions (after the first "
+                         "--train-questions) as budget-stating rows only (0: none; results/reproduce_cpu_stating.md "
+                         "uses 96)")
     ap.add_argument("--reading-tokens", type=int, default=3, help="our SFT's sft.budget_reading_tokens")
     ap.add_argument("--reading-samples", type=int, default=30, help="our SFT's sft.budget_reading_samples")
     ap.add_argument("--share-prompts", action=argparse.BooleanOptionalAction, default=True,
@@ -288,6 +298,10 @@ def main() -> None:
         "ours": dict(styles=("plain", "brief"), targets="all", renderings=levels),
         **({"ours-self": dict(styles=("plain", "brief"), targets="all", renderings=levels,
                               self_renderings=tuple(args.self_renderings.split(",")))} if args.self_renderings else {}),
+        **({"ours-stating": dict(styles=("plain", "brief"), targets="all", renderings=levels,
+                                 self_renderings=tuple(args.self_renderings.split(",")),
+                                 stating_questions=args.stating_questions)}
+           if args.self_renderings and args.stating_questions else {}),
         "sampled": dict(styles=("plain", "brief"), targets="all"),
         "paper": dict(styles=("plain",), targets="shortest"),
     }
@@ -419,6 +433,8 @@ def main() -> None:
                        "their budget is trained)" if args.self_renderings else "")
         + (f" with {args.stating_rows} budget-stating copies each (`sft.budget_stating_rows`)"
            if args.self_renderings and args.stating_rows else "")
+        + (f", and the budget-stating rows of {args.stating_questions} more questions (`data.stating_questions`)"
+           if args.self_renderings and args.stating_questions else "")
         + "; each ablation drops one of those"
         + ("; every SFT on prefix-shared packed batches, budget rows ordered by question (`sft.pack_shared_prompts`, "
            "`sft.budget_rows_by_question`)" if args.share_prompts else "")

@@ -91,6 +91,14 @@ class DataSection(_Strict):
         "reads (own budget); [] = every rendering pre-filled, the self budget learnt from sampled answers only",
     )
 
+    stating_questions: int = Field(
+        0, ge=0, description="prepare: 0 = off. N: the N records after the first data.limit give their "
+        "data.self_renderings rows, marked `stating` (no sampling, no pre-filled renderings, no GRPO row), which "
+        "train only as budget-stating rows (sft.budget_stating_rows): the budget a question needs, learnt from N "
+        "more questions than are sampled, without N more short answers to copy. Needs data.limit and "
+        "data.self_renderings",
+    )
+
     @field_validator("renderings", "self_renderings")
     @classmethod
     def _levels(cls, v: list[str]) -> list[str]:
@@ -105,6 +113,12 @@ class DataSection(_Strict):
             raise ValueError(
                 f"data.self_renderings {', '.join(extra)} not in data.renderings {self.renderings}: a self row is one "
                 f"of the renderings; add {', '.join(extra)} to data.renderings or drop it from data.self_renderings"
+            )
+        if self.stating_questions and not (self.self_renderings and self.limit):
+            raise ValueError(
+                f"data.stating_questions={self.stating_questions} adds the self rows (data.self_renderings) of the "
+                "records after the first data.limit; set both (e.g. data.limit=24, data.self_renderings=[reference]) "
+                "or drop data.stating_questions"
             )
         return self
 
@@ -468,6 +482,11 @@ class Recipe(_Strict):
                     f"data.max_prompt_length + grpo.max_completion_length = {need} exceeds "
                     f"model.max_seq_length = {self.model.max_seq_length}; raise max_seq_length or lower one"
                 )
+        if "sft" in self.stages and self.data.stating_questions and not self.sft.budget_stating_rows:
+            raise ValueError(
+                f"data.stating_questions = {self.data.stating_questions} adds rows that train only as budget-stating "
+                "rows, but sft.budget_stating_rows is 0; set it (e.g. 2) or drop data.stating_questions"
+            )
         if "sft" in self.stages and self.sft.max_length > self.model.max_seq_length:
             raise ValueError(
                 f"sft.max_length = {self.sft.max_length} exceeds model.max_seq_length = "

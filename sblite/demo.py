@@ -61,6 +61,10 @@ class DemoOptions:
     reading_samples: int = 30
     reading_prompt: bool = True  # sft.budget_reading_prompt: each budget-reading row with its question's prompt
     stating_rows: int = 2
+    #: data.stating_questions: budget-stating rows of this many more bundled questions (no sampling). Off: not
+    #: yet measured in the demo (benchmarks/results/reproduce_cpu_stating.md: ρ 0.52 → 0.83 at 96, slope
+    #: 0.91 → 0.76, SFT 734 s instead of ≈560)
+    stating_questions: int = 0
     stating_length: str | None = None  # sft.budget_stating_length (None: the recipe's)
     #: sft.pack_shared_prompts (exact) and, with budget rows, sft.budget_rows_by_question: each batch's shared
     #: prompts computed once (benchmarks/results/sft_packing.json)
@@ -135,6 +139,8 @@ def run_demo(opts: DemoOptions, console=None) -> dict[str, Any]:
         "grpo.max_steps": opts.grpo_steps, "grpo.num_completions_to_print": 1, "model.name_or_path": opts.model,
         **({"data.renderings": f"[{','.join(opts.renderings)}]"} if opts.renderings else {}),
         **({"data.self_renderings": f"[{','.join(opts.self_renderings)}]"} if opts.self_renderings else {}),
+        **({"data.stating_questions": opts.stating_questions, "data.limit": opts.train_questions}
+           if opts.stating_questions else {}),
         **({"sft.budget_reading_tokens": opts.reading_tokens, "sft.budget_reading_samples": opts.reading_samples,
             # reading rows train in batches of their own, every digit count mixed (train/datasets.py)
             "sft.trl_args.train_sampling_strategy": "group_by_length"} if opts.reading_tokens else {}),
@@ -337,6 +343,9 @@ def _cold_start_line(o: dict[str, Any], dtype: str) -> str:
     if o.get("stating_rows"):
         line += (f", {o['stating_rows']} copies of each self row cut after its budget, loss on the budget only "
                  "(`sft.budget_stating_rows`)")
+    if o.get("stating_questions"):
+        line += (f", the budget-stating rows of {o['stating_questions']} more questions, not sampled "
+                 "(`data.stating_questions`)")
     if o.get("tag_weight", 1) != 1:
         line += f", each self row's budget weighing {o['tag_weight']:g}× in the loss (`sft.budget_tag_weight`)"
     if o["reading_tokens"]:

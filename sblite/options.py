@@ -34,6 +34,7 @@ PREPARE = {
     "instruction_in_user": "model.instruction_in_user",
     "renderings": "data.renderings",
     "self_renderings": "data.self_renderings",
+    "stating_questions": "data.stating_questions",
 }
 #: option of ``sblite eval`` → recipe key (every field of the ``eval:`` section)
 EVAL = {

@@ -195,6 +195,22 @@ def test_reproduce_cpu_rows_trains_only_the_named_rows_and_refuses_a_grpo_row_wi
         rows("no-stating", "--self-renderings", "")  # no self rows: the ablation does not exist
 
 
+def test_reproduce_cpu_stating_questions_change_only_the_data_of_our_sft_and_go_with_the_stating_rows():
+    """``--stating-questions`` (data.stating_questions) prepares our SFT's data with them; its ablation trains the
+    same overrides on the data without them, and − stating rows (which they train as) loses them too."""
+    repro = _load("reproduce_cpu")
+
+    def rows(*argv: str) -> dict:
+        return {r.key: r for r in repro.rows_for(repro.build_parser().parse_args(["--rows", "all", *argv]))}
+
+    on = rows("--stating-questions", "96")
+    assert on["ours"].data == "ours-stating" and on["no-stating-questions"].data == "ours-self"
+    assert on["no-stating-questions"].overrides == on["ours"].overrides and on["no-stating"].data == "ours-self"
+    assert {on[k].data for k in ("no-reading", "no-prompt", "grpo", "prefill-grpo")} == {"ours-stating"}
+    off = rows("--stating-questions", "0")
+    assert "no-stating-questions" not in off and off["ours"].data == "ours-self"
+
+
 def test_reproduce_cpu_reading_prompt_reaches_every_row_with_reading_rows_and_can_be_turned_off():
     repro = _load("reproduce_cpu")
 

@@ -300,9 +300,10 @@ def test_group_by_length_mixes_budgets_of_every_digit_count_in_each_budget_readi
     tok = AutoTokenizer.from_pretrained(smol_shaped_dir)
     data = write_prepared(tmp_path / "data", tok, n=8)
     rows = load_prepared(data).sft
-    # labels at 12 and 90: draws over [6, 18] and [45, 135] cross from 1 to 2 and from 2 to 3 digits
-    write_jsonl([{**r, "completion": protocol.with_budget(r["completion"], 12 if i % 2 else 90)}
-                 for i, r in enumerate(rows)], data / "sft.jsonl")  # fmt: skip
+    # each question labelled at 12 and 90 (one length would get no draws): draws over [6, 135] cross from 1 to 2
+    # and from 2 to 3 digits
+    written = [{**r, "completion": protocol.with_budget(r["completion"], b)} for r in rows for b in (12, 90)]
+    write_jsonl(written, data / "sft.jsonl")
     cfg = _recipe(smol_shaped_dir, data, tmp_path / "run", "stages=[sft]", "sft.num_train_epochs=1", "sft.max_steps=-1",
                   "sft.per_device_train_batch_size=8", "sft.budget_reading_tokens=2", "sft.budget_reading_samples=40",
                   "sft.trl_args.train_sampling_strategy=group_by_length")  # fmt: skip
@@ -313,7 +314,7 @@ def test_group_by_length_mixes_budgets_of_every_digit_count_in_each_budget_readi
         texts = [tok.decode(ids) for ids in batch]
         if all(t.startswith(protocol.BUDGET_OPEN) for t in texts):
             digits.append({len(re.match(r"<budget>(\d+)<", t).group(1)) for t in texts})
-    assert sum(len(b) for b in batches) == len(rows) * 2 + 40 * len(rows)  # every row once
+    assert sum(len(b) for b in batches) == len(written) * 2 + 40 * len(rows)  # every row once
     assert len(digits) >= 30
     assert sum(len(d) > 1 for d in digits) > 0.8 * len(digits), digits
 
@@ -329,8 +330,13 @@ def test_budget_stating_length_decides_whether_stating_rows_share_the_reading_ro
     where one kind's run ends and the next begins, in each of the sampler's few mega-batches, mixes them."""
     from transformers import AutoTokenizer
 
+    from sblite.data.synthetic import write_jsonl
+
     tok = AutoTokenizer.from_pretrained(smol_shaped_dir)
     data = write_prepared(tmp_path / "data", tok, n=8)
+    rows = load_prepared(data).sft  # a pre-filled second length per question, so its reading budgets are drawn
+    write_jsonl(rows + [{**r, "completion": protocol.with_budget(r["completion"], 3 * protocol.parse_completion(
+        r["completion"]).budget), "prefilled": True} for r in rows], data / "sft.jsonl")  # fmt: skip
     cfg = _recipe(smol_shaped_dir, data, tmp_path / "run", "stages=[sft]", "sft.num_train_epochs=1", "sft.max_steps=-1",
                   "sft.per_device_train_batch_size=8", "sft.budget_reading_tokens=2", "sft.budget_reading_samples=100",
                   "sft.budget_stating_rows=4", f"sft.budget_stating_length={stating_length}",

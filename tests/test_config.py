@@ -84,6 +84,11 @@ def test_bad_value_points_at_its_line_and_an_override_at_none(tmp_path):
         (["sft.learning_rate=-1"], "sft.learning_rate"),
         (["data.renderings=[short]", "data.self_renderings=[reference]"], "add reference to data.renderings"),
         (["data.self_renderings=[chatty]"], "unknown rendering 'chatty'"),
+        (["data.stating_questions=8", "data.limit=8"], "set both (e.g. data.limit=24, data.self_renderings=[reference])"),
+        (["data.stating_questions=8", "data.renderings=[reference]", "data.self_renderings=[reference]"],
+         "set both"),
+        (["data.stating_questions=8", "data.renderings=[reference]", "data.self_renderings=[reference]",
+          "data.limit=8"], "train only as budget-stating rows, but sft.budget_stating_rows is 0"),
     ],
 )
 def test_constraint_violations_say_how_to_fix(overrides, needle):

@@ -17,16 +17,18 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     opts = DemoOptions(out=str(out), model="builtin:tiny-random", train_questions=6, k=2, eval_questions=5,
                        sweep_questions=3, sft_epochs=1.0, grpo_steps=1, max_new_tokens=24, prefill_budgets=(8, 16),
                        renderings=("short", "reference"), self_renderings=("reference",), stating_rows=2, stating_length="own",
-                       reading_samples=2, dtype="bfloat16", tag_weight=2.0)  # fmt: skip
+                       stating_questions=3, reading_samples=2, dtype="bfloat16", tag_weight=2.0)  # fmt: skip
     summary = run_demo(opts)
 
     sft = load_prepared(out / "prepared").sft
-    assert sorted((r["rendering"], r["prefilled"]) for r in sft) == [("reference", False)] * 6 + [("short", True)] * 6
+    assert sorted((r["rendering"], r["prefilled"]) for r in sft) == [("reference", False)] * 9 + [("short", True)] * 6
+    assert [r["id"] for r in sft if r.get("stating")] == [f"arith-train-{i:05d}" for i in (6, 7, 8)]
     assert (out / "run" / "sft" / "adapter_config.json").is_file() and (out / "run" / "grpo").is_dir()
     # 12 prepared rows, 2 stating rows for each of the 6 self rows, a reading row for each prepared row and 2
-    # drawn-budget reading rows per question: 12 + 12 + 12 + 12 = 48 rows, 6 steps of the recipe's batch of 8
+    # drawn-budget reading rows per question: 12 + 12 + 12 + 12 = 48 rows; the 3 stating questions' 2 stating
+    # rows each: 54 rows, 7 steps of the recipe's batch of 8
     sft_steps = [m for m in map(json.loads, (out / "run" / "metrics.jsonl").open()) if m["stage"] == "sft"]
-    assert max(m["step"] for m in sft_steps) == 6
+    assert max(m["step"] for m in sft_steps) == 7
     resolved = (out / "run" / "recipe.resolved.yaml").read_text()
     assert "dtype: bfloat16" in resolved and "budget_tag_weight: 2.0" in resolved
     assert "budget_stating_length: own" in resolved
@@ -44,6 +46,7 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     assert "re-said as short (pre-filled rows" in report and "reference with its length as the budget" in report
     assert "each self row's budget weighing 2× in the loss" in report
     assert "2 copies of each self row cut after its budget" in report and report.count(", in bfloat16.") == 1
+    assert "the budget-stating rows of 3 more questions, not sampled (`data.stating_questions`)" in report
     assert "budget-reading rows (3 solution tokens each, 2 drawn budgets per question" in report
     assert "on each of the first 3 held-out problems" in report and "| budget 16 | 3 |" in report
     # "beats brief" sets the sweep against the brief base on the sweep's 3 problems, not its 5
@@ -56,4 +59,4 @@ def test_demo_runs_every_stage_and_reports_its_sizes(tmp_path, tiny_model_dir):
     # --force over that folder trains anew: the finished stages of the run above are not resumed
     run_demo(dataclasses.replace(opts, sft_epochs=2.0, force=True))
     sft_steps = [m for m in map(json.loads, (out / "run" / "metrics.jsonl").open()) if m["stage"] == "sft"]
-    assert [m["step"] for m in sft_steps if "loss" in m] == list(range(1, 13))
+    assert [m["step"] for m in sft_steps if "loss" in m] == list(range(1, 15))

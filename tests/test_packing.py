@@ -137,7 +137,11 @@ def test_by_question_puts_a_questions_short_rows_in_the_same_batches(tiny_prepar
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    rows = load_prepared(tiny_prepared_dir).sft
+    from sblite import protocol
+
+    rows = load_prepared(tiny_prepared_dir).sft  # with a second length per question, so its budgets are drawn
+    rows += [{**r, "completion": protocol.with_budget(r["completion"], 2 * protocol.parse_completion(
+        r["completion"]).budget)} for r in rows]  # fmt: skip
 
     def questions_per_batch(by_question: bool) -> float:
         # 30 drawn budgets per question, as the demo: transformers' megabatches (a quarter of the rows here) then

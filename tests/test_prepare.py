@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -420,6 +421,40 @@ def test_self_renderings_train_their_budget_and_the_rest_stay_prefilled(tmp_path
     with pytest.raises(PrepareError, match="--self-renderings stated: not in --renderings short,reference,checked"):
         run_prepare(PrepareOptions(dataset=str(src), out=str(tmp_path / "bad"), renderings=levels,
                                    self_renderings=("stated",)), tokenizer=tiny_tokenizer)  # fmt: skip
+
+
+def test_stating_questions_add_self_rows_of_the_records_after_the_limit(tmp_path, tiny_tokenizer):
+    """``--stating-questions N``: the N records after the first ``--limit`` give their self renderings only, as
+    self rows marked ``stating`` (no other row, no GRPO row); one that cannot be rendered is a reject, and every
+    record read is kept or rejected."""
+    bundled = (Path(__file__).resolve().parents[1] / "data" / "arith" / "train.jsonl").read_text().splitlines()
+    odd = {"question": "What is 2 + 2?", "answer": "4", "solution": "Two and two make \\boxed{4}.", "id": "odd"}
+    src = tmp_path / "q.jsonl"
+    src.write_text("\n".join([*bundled[:2], "{not json", bundled[2], json.dumps(odd), *bundled[3:8]]) + "\n")
+    opts = PrepareOptions(dataset=str(src), out=str(tmp_path / "o"), limit=3, renderings=("short", "reference"),
+                          self_renderings=("reference",), stating_questions=4)  # fmt: skip
+    result = run_prepare(opts, tokenizer=tiny_tokenizer)
+    sft, grpo = read_jsonl(tmp_path / "o" / "sft.jsonl"), read_jsonl(tmp_path / "o" / "grpo.jsonl")
+    first = [json.loads(line)["id"] for line in bundled[:2]]
+    assert [r["id"] for r in grpo] == first  # the first --limit records (one of them the bad line)
+    stating = [r for r in sft if r.get("stating")]
+    after = [json.loads(line)["id"] for line in (bundled[2], *bundled[3:5])]  # 4 records: 3 rows and `odd`
+    assert [r["id"] for r in stating] == after and len(sft) == 2 * 3 + 3 == result.sft
+    assert all(not r["prefilled"] and r["rendering"] == "reference" for r in stating)
+    for r in stating:
+        assert count_solution_tokens(encode_completion(tiny_tokenizer, r["completion"]), tiny_tokenizer) == \
+            parse_completion(r["completion"]).budget
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    counts = report["counts"]
+    assert (counts["read"], counts["kept"], counts["rejected"], counts["stating_questions"]) == (7, 5, 2, 3)
+    assert counts["rejects_by_reason"]["not_renderable"] == 1 and sum(counts["rejects_by_reason"].values()) == 2
+    assert report["renderings"]["stating_questions"] == {"asked": 4, "questions": 3, "rows": 3}
+    rejected = read_jsonl(tmp_path / "o" / "rejects.jsonl")
+    assert [r["line"] for r in rejected] == [3, 5] and rejected[1]["id"] == "odd"
+    with pytest.raises(PrepareError, match="set --limit and --self-renderings"):
+        run_prepare(replace(opts, self_renderings=(), out=str(tmp_path / "p")), tokenizer=tiny_tokenizer)
+    with pytest.raises(PrepareError, match="has 10 records, none after the first --limit 10"):
+        run_prepare(replace(opts, limit=10, out=str(tmp_path / "q")), tokenizer=tiny_tokenizer)
 
 
 def test_renderings_on_data_without_worked_solutions_is_one_clear_error(tmp_path, tiny_tokenizer):

@@ -38,6 +38,8 @@ ENABLED_BY = {
     "sft.budget_rows_by_question": {"sft.budget_reading_tokens": 3,
                                     "sft.trl_args": {"train_sampling_strategy": "group_by_length"}},
     "data.self_renderings": {"data.renderings": ["short", "reference"]},
+    "data.stating_questions": {"data.renderings": ["reference"], "data.self_renderings": ["reference"],
+                               "data.limit": 8, "sft.budget_stating_rows": 2},
 }
 
 

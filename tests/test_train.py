@@ -97,13 +97,22 @@ def test_bad_jsonl_line_is_named(tmp_path):
         (["data.renderings=[short,reference]", "data.self_renderings=[reference]"],
          [("short", True), ("reference", True)], "its reference rows are pre-filled, but data.self_renderings"),
         (["data.renderings=[short]"], [("short", False)], "its short rows are self rows, but data.self_renderings"),
+        (["data.renderings=[reference]", "data.self_renderings=[reference]"], [("reference", False, True)],
+         "1 stating-question rows, but data.stating_questions is 0"),
+        (["data.renderings=[reference]", "data.self_renderings=[reference]", "data.limit=1", "data.stating_questions=2",
+          "sft.budget_stating_rows=2"],
+         [("reference", False)], "0 stating-question rows, but data.stating_questions is 2"),
+        (["data.renderings=[reference]", "data.self_renderings=[reference]", "data.limit=1", "data.stating_questions=2",
+          "sft.budget_stating_rows=2"],
+         [("reference", False), ("reference", False, True)], None),
     ],
 )
 def test_recipe_renderings_the_prepared_data_lacks_are_refused_before_training(tmp_path, recipe_sets, rows, refused):
     """A recipe's ``data.renderings``/``data.self_renderings`` are prepare settings: training on a directory
     prepared otherwise would not honour them, so ``run_training`` stops (before any model loads) with the fix."""
     sft = [{"question": "q", "answer": "1", "completion": "<budget>3</budget><solution>1</solution>",
-            "rendering": v, "prefilled": p} for v, p in rows]  # fmt: skip
+            "rendering": v, "prefilled": p, **({"stating": True} if stating else {})}
+           for v, p, *stating in rows]  # fmt: skip
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sft))
     (tmp_path / "d" / "grpo.jsonl").write_text("")
@@ -113,7 +122,8 @@ def test_recipe_renderings_the_prepared_data_lacks_are_refused_before_training(t
             run_training(cfg)
         assert not (tmp_path / "run").exists()
     else:
-        check_renderings(load_prepared(tmp_path / "d"), cfg.data.renderings, cfg.data.self_renderings)
+        check_renderings(load_prepared(tmp_path / "d"), cfg.data.renderings, cfg.data.self_renderings,
+                         cfg.data.stating_questions)
 
 
 @pytest.mark.parametrize(
@@ -459,6 +469,27 @@ def test_sft_budget_stating_rows_add_m_rows_per_self_row_ending_after_the_budget
         assert tiny_tokenizer.decode(e["input_ids"][start:]).startswith(protocol.BUDGET_OPEN)
 
 
+def test_a_stating_question_row_trains_only_its_budget_stating_rows(tiny_prepared_dir, tiny_tokenizer):
+    """``data.stating_questions`` rows (marked ``stating``) give their m budget-stating rows and nothing else: no
+    full row, no budget-reading row, no drawn reading rows; without stating rows they are refused."""
+    from sblite import protocol
+    from sblite.train.datasets import build_sft_dataset
+
+    rows = [{**r, "prefilled": False} for r in load_prepared(tiny_prepared_dir).sft]
+    cfg = load_recipe("tiny-cpu", ["sft.budget_stating_rows=2", "sft.budget_reading_tokens=2",
+                                   "sft.budget_reading_samples=3"])  # fmt: skip
+    plain = list(build_sft_dataset(rows, cfg, tiny_tokenizer))
+    marked = [{**rows[0], "question": "A question only asked to state its budget?", "stating": True}]
+    ds = list(build_sft_dataset(rows + marked, cfg, tiny_tokenizer))
+    before = [e["input_ids"] for e in plain]
+    added = [e["input_ids"] for e in ds if e["input_ids"] not in before]
+    assert len(ds) == len(plain) + 2 and len(added) == 2 and added[0] == added[1]
+    stated = tiny_tokenizer.decode(added[0])
+    assert "only asked to state" in stated and stated.endswith(protocol.SOLUTION_OPEN)
+    with pytest.raises(TrainingError, match="1 stating-question rows .* but sft.budget_stating_rows is 0"):
+        build_sft_dataset(rows + marked, load_recipe("tiny-cpu"), tiny_tokenizer)
+
+
 def test_budget_stating_rows_without_a_self_row_is_an_error_naming_the_fix(tiny_prepared_dir, tiny_tokenizer):
     from sblite.train.datasets import build_sft_dataset
 
@@ -476,7 +507,6 @@ def test_budget_stating_rows_without_a_self_row_is_an_error_naming_the_fix(tiny_
         ((10, 40), 5, 10),
         ((10, 40, 160), 70, 40),
         ((10, 40, 160), 90, 160),
-        ((12,), 3, 12),
     ],
 )
 def test_budget_reading_draws_pair_each_budget_with_the_label_nearest_in_ratio(budgets, drawn, expected, monkeypatch):
@@ -492,14 +522,24 @@ def test_budget_reading_draws_pair_each_budget_with_the_label_nearest_in_ratio(b
     assert question == "q"
 
 
+def test_a_question_labelled_at_one_length_gets_no_drawn_reading_rows():
+    """Its draws would all read into its one answer at any budget: none are drawn, and they are counted."""
+    from sblite.train.datasets import budget_reading_draws, undrawn_questions
+
+    one = [{"question": "q1", "completion": f"<budget>12</budget><solution>s{i}</solution>"} for i in range(2)]
+    two = [{"question": "q2", "completion": f"<budget>{b}</budget><solution>s</solution>"} for b in (10, 40)]
+    assert {q for _, _, q in budget_reading_draws(one + two, 5, seed=0)} == {"q2"}
+    assert undrawn_questions(one + two) == 1 and undrawn_questions([{**one[0], "stating": True}]) == 0
+
+
 def test_budget_reading_draws_stay_in_each_questions_range_and_count_per_question():
     from sblite.train.datasets import budget_reading_draws
 
     rows = [{"question": q, "completion": f"<budget>{b}</budget><solution>{q}{b}</solution>"}
-            for q, bs in (("a", (8, 100)), ("b", (30,))) for b in bs]  # fmt: skip
+            for q, bs in (("a", (8, 100)), ("b", (20, 30))) for b in bs]  # fmt: skip
     draws = budget_reading_draws(rows, 40, seed=1)
     assert len(draws) == 80
-    for q, lo, hi in (("a", 4, 150), ("b", 15, 45)):
+    for q, lo, hi in (("a", 4, 150), ("b", 10, 45)):
         mine = [n for n, c, question in draws if question == q]
         assert all(f">{q}" in c for _, c, question in draws if question == q)
         assert len(mine) == 40 and lo <= min(mine) and max(mine) <= hi
@@ -507,11 +547,19 @@ def test_budget_reading_draws_stay_in_each_questions_range_and_count_per_questio
     assert budget_reading_draws(rows, 40, seed=1) == draws  # seeded
 
 
+def _two_lengths(rows: list[dict]) -> list[dict]:
+    """``rows`` and each again at twice its budget: every question labelled at two lengths, so it gets draws."""
+    from sblite import protocol
+
+    return rows + [{**r, "completion": protocol.with_budget(r["completion"], 2 * protocol.parse_completion(
+        r["completion"]).budget)} for r in rows]  # fmt: skip
+
+
 def test_sft_budget_reading_samples_add_rows_at_drawn_budgets(tiny_prepared_dir, tiny_tokenizer):
     from sblite import protocol
     from sblite.train.datasets import build_sft_dataset
 
-    rows = load_prepared(tiny_prepared_dir).sft
+    rows = _two_lengths(load_prepared(tiny_prepared_dir).sft)
     cfg = load_recipe("tiny-cpu", ["sft.budget_reading_tokens=2", "sft.budget_reading_samples=3"])
     ds = list(build_sft_dataset(rows, cfg, tiny_tokenizer))
     questions = len({r["question"] for r in rows})
@@ -529,7 +577,7 @@ def test_budget_reading_prompt_gives_each_reading_row_its_own_questions_prompt(t
     from sblite import protocol
     from sblite.train.datasets import budget_reading_draws, build_sft_dataset
 
-    rows = load_prepared(tiny_prepared_dir).sft
+    rows = _two_lengths(load_prepared(tiny_prepared_dir).sft)
     k, base = 2, ["sft.budget_reading_tokens=2", "sft.budget_reading_samples=3"]
     cfg = load_recipe("tiny-cpu", [*base, "sft.budget_reading_prompt=true"])
     plain = list(build_sft_dataset(rows, load_recipe("tiny-cpu", base), tiny_tokenizer))

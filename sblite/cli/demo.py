@@ -18,7 +18,7 @@ def demo_cmd(
     quick: Annotated[bool, typer.Option(help="a smaller run in a few minutes (a smoke test, not a result)")] = False,
     force: Annotated[bool, typer.Option(help="overwrite a non-empty --out")] = False,
 ) -> None:
-    """The whole pipeline on SmolLM2-135M and bundled arithmetic problems, in 10–12 minutes on 2 cores."""
+    """The whole pipeline on SmolLM2-135M and bundled arithmetic problems, in about 15 minutes on 2 cores."""
     from sblite.demo import DemoOptions, run_demo
 
     opts = DemoOptions.quick(out=out, force=force) if quick else DemoOptions(out=out, force=force)

@@ -75,6 +75,11 @@ def prepare_cmd(
         str | None, typer.Option(help="of --renderings, those written as self rows: the model learns to state their "
                                       "length as its own budget [data.self_renderings]")
     ] = None,
+    stating_questions: Annotated[
+        int | None, typer.Option(help="the N records after the first --limit give their --self-renderings rows only "
+                                      "(no sampling): more questions to learn the budget each needs from "
+                                      "[data.stating_questions]")
+    ] = None,
     backend: Annotated[
         str, typer.Option(help="sampling engine: auto (vLLM on a GPU when installed), hf, vllm")
     ] = "auto",
@@ -89,7 +94,8 @@ def prepare_cmd(
 
     cli = dict(dataset=dataset, out=out, labels=labels, limit=limit, seed=seed, max_prompt_tokens=max_prompt_tokens,
                model=model, instruction_in_user=instruction_in_user,
-               renderings=_names(renderings), self_renderings=_names(self_renderings))
+               renderings=_names(renderings), self_renderings=_names(self_renderings),
+               stating_questions=stating_questions)
     settings = resolve_settings("sblite prepare", PREPARE, cli, recipe, dry_run=dry_run,
                                 required={"dataset": "data.source", "out": "data.path"})
     if settings is None:

@@ -93,6 +93,8 @@ class PrepareOptions:
     renderings: tuple[str, ...] = ()  # synthetic.VERBOSITY levels added as pre-filled SFT rows (data.renderings)
     #: of ``renderings``, those written as self rows (budget trained) instead of pre-filled (data.self_renderings)
     self_renderings: tuple[str, ...] = ()
+    #: the records after the first ``limit`` that give their ``self_renderings`` rows only (data.stating_questions)
+    stating_questions: int = 0
     max_prompt_tokens: int | None = None
     backend: str = "auto"  # auto | hf | vllm (sample mode)
     command: list[str] | None = None  # the argv, for provenance
@@ -188,6 +190,7 @@ def run_prepare(
     out = Path(opts.out)
     _check_out_dir(out, opts.force)
     data = _read_rows(opts)
+    data, stating = _split_stating(data, opts) if opts.stating_questions else (data, [])
     input_sha = sha256_file(data.source.path) if data.source.path else None
     tok_name = opts.tokenizer or opts.model
     if tokenizer is not None:
@@ -204,8 +207,13 @@ def run_prepare(
     renderings = _render(labelled, opts.renderings, opts.dataset) if opts.renderings else None
     if renderings is not None:
         renderings["self"] = list(opts.self_renderings)
+    stating_lines, stated = _stating_lines(stating, labelled.tokenizer, opts, data.source.name, data.rejects)
+    if renderings is not None and opts.stating_questions:
+        renderings["stating_questions"] = {"asked": opts.stating_questions, "questions": stated,
+                                           "rows": len(stating_lines)}  # fmt: skip
     data.rejects.sort(key=lambda rj: rj.line)
     sft_lines, grpo_lines, out_rows = _output_lines(labelled, data.source.name, opts.self_renderings)
+    sft_lines += stating_lines
     provenance = prepare_provenance(
         opts,
         source=data.source,
@@ -216,7 +224,7 @@ def run_prepare(
         cache_files=labelled.cache_files,
     )
     report = build_report(
-        read=data.read,
+        read=data.read + len(stating),  # the stating records were read too; each is a stating row or a reject
         rows=labelled.rows,
         rejects=data.rejects,
         labels=labelled.labels,
@@ -224,6 +232,7 @@ def run_prepare(
         n_sft=len(sft_lines),
         n_grpo=len(grpo_lines),
         provenance=provenance,
+        stating_questions=stated,
     )
     if renderings is not None:
         report["renderings"] = renderings
@@ -251,6 +260,10 @@ def _check_options(opts: PrepareOptions, *, generate: Any, tokenizer: Any) -> No
     if extra:
         raise PrepareError(f"--self-renderings {','.join(extra)}: not in --renderings "
                            f"{','.join(opts.renderings) or '(none)'}; a self row is one of the renderings")
+    if opts.stating_questions and not (opts.limit and opts.self_renderings):
+        raise PrepareError(f"--stating-questions {opts.stating_questions}: the records after the first --limit give "
+                           "their --self-renderings rows; set --limit and --self-renderings (e.g. --limit 24 "
+                           "--self-renderings reference)")
     unknown = [s for s in opts.styles if s not in SAMPLE_STYLES]
     if unknown or not opts.styles:
         raise PrepareError(f"--styles {','.join(opts.styles)}: choose from {', '.join(SAMPLE_STYLES)}")
@@ -263,12 +276,13 @@ def _check_options(opts: PrepareOptions, *, generate: Any, tokenizer: Any) -> No
 
 
 def _read_rows(opts: PrepareOptions) -> LoadedRows:
-    """Read and validate: the first ``--limit`` records, each a row or a reject."""
+    """Read and validate: the first ``--limit`` records (and the ``--stating-questions`` after them), each a row or
+    a reject."""
     try:
         return load_rows(
             opts.dataset,
             data_dir=opts.data_dir,
-            limit=opts.limit,
+            limit=opts.limit + opts.stating_questions if opts.limit else opts.limit,
             question_field=opts.question_field,
             answer_field=opts.answer_field,
             solution_field=opts.solution_field,
@@ -277,6 +291,47 @@ def _read_rows(opts: PrepareOptions) -> LoadedRows:
         )
     except SourceError as err:
         raise PrepareError(str(err)) from None
+
+
+def _split_stating(data: LoadedRows, opts: PrepareOptions) -> tuple[LoadedRows, list[Row]]:
+    """``(the first --limit records, the rows of the records after them)``. Every reject stays in the first: it
+    is reported once, whichever part its record was in. Records are in file order, one row or reject each."""
+    assert opts.limit
+    lines = sorted([r.line for r in data.rows] + [rj.line for rj in data.rejects])
+    if len(lines) <= opts.limit:
+        raise PrepareError(f"--stating-questions {opts.stating_questions}: {opts.dataset} has {len(lines)} records, "
+                           f"none after the first --limit {opts.limit}; lower --limit or drop --stating-questions")
+    cut = lines[opts.limit - 1]
+    first = [r for r in data.rows if r.line <= cut]
+    stating = [r for r in data.rows if r.line > cut]
+    return replace(data, rows=first, read=data.read - len(stating)), stating
+
+
+def _stating_lines(
+    rows: list[Row], tok: Any, opts: PrepareOptions, source_name: str, rejects: list[Reject]
+) -> tuple[list[str], int]:
+    """``(SFT lines, questions)`` of ``--stating-questions``: each row's ``--self-renderings`` as self rows, marked
+    ``stating``. A row whose solution cannot be re-rendered, or whose question is over ``--max-prompt-tokens``,
+    becomes a reject (appended to ``rejects``)."""
+    lines: list[str] = []
+    if opts.max_prompt_tokens and rows:
+        lengths = [len(tok.encode(r.question, add_special_tokens=False)) for r in rows]
+        rows, _ = _drop_long_prompts(rows, rejects, lengths, opts.max_prompt_tokens, "question")
+    stated = 0
+    for r in rows:
+        try:
+            targets = rendered_targets(r, tok, opts.self_renderings)
+        except ValueError as err:
+            rejects.append(Reject(r.line, "not_renderable", f"--stating-questions: {err}", r.question[:300],
+                                  field="solution", id=r.id))  # fmt: skip
+            continue
+        stated += 1
+        base = {"id": r.id, "source": source_name, "question": r.question, "answer": r.answer}
+        for rendering, _budget, completion in targets:
+            lines.append(json.dumps({**base, "completion": completion, "b_max": None, "level": r.level,
+                                     "prefilled": False, "rendering": rendering, "stating": True},
+                                    ensure_ascii=False))  # fmt: skip
+    return lines, stated
 
 
 def _label_by_reference(data: LoadedRows, tok: Any, opts: PrepareOptions, prog: ProgressFn) -> _Labelled:

@@ -116,10 +116,13 @@ def load_prepared(path: str | Path) -> PreparedData:
     return PreparedData(root, read_jsonl(files[SFT_FILE]), read_jsonl(files[GRPO_FILE]), sha)
 
 
-def check_renderings(data: PreparedData, renderings: list[str], self_renderings: list[str]) -> None:
+def check_renderings(
+    data: PreparedData, renderings: list[str], self_renderings: list[str], stating_questions: int = 0
+) -> None:
     """``PreparedDataError`` when a recipe that names ``data.renderings`` trains on a prepared directory whose
-    rendered rows differ from them, or from ``data.self_renderings`` (which of them are self rows): the
-    recipe's setting would not be honoured. A recipe without renderings trains on whatever the directory has.
+    rendered rows differ from them, or from ``data.self_renderings`` (which of them are self rows), or that has
+    ``stating`` rows where ``data.stating_questions`` is 0 or none where it is not: the recipe's setting would not
+    be honoured. A recipe without renderings trains on whatever the directory has.
 
     >>> d = PreparedData(Path("p"), [{"rendering": "short", "prefilled": True}], [], None)
     >>> check_renderings(d, ["short"], [])
@@ -132,10 +135,15 @@ makes short a self row; re-run `sblite prepare --recipe … --force` so the data
     if not renderings:
         return
     found: dict[str, bool] = {}
+    stating = 0
     for row in data.sft:
         if "rendering" in row:
             found[row["rendering"]] = bool(row.get("prefilled"))
+        stating += bool(row.get("stating"))
     fix = "re-run `sblite prepare --recipe … --force` so the data matches the recipe"
+    if bool(stating) != bool(stating_questions):
+        raise PreparedDataError(f"{data.path / SFT_FILE}: {stating} stating-question rows, but data.stating_questions "
+                                f"is {stating_questions}; {fix}")
     if set(found) != set(renderings):
         raise PreparedDataError(
             f"{data.path / SFT_FILE}: rendered rows {sorted(found) or 'none'}, but data.renderings is "

@@ -125,13 +125,16 @@ def build_report(
     n_sft: int,
     n_grpo: int,
     provenance: dict[str, Any],
+    stating_questions: int = 0,
 ) -> dict[str, Any]:
-    """``report.json``: ``out_rows`` are the GRPO rows written, each with its ``difficulty_source``."""
+    """``report.json``: ``out_rows`` are the GRPO rows written, each with its ``difficulty_source``;
+    ``stating_questions`` the rows kept beyond them as self rows only (``--stating-questions``)."""
     reject_counts = Counter(rj.reason for rj in rejects)
     report = {
         "counts": {
             "read": read,
-            "kept": len(rows),
+            "kept": len(rows) + stating_questions,
+            "stating_questions": stating_questions,
             "rejected": len(rejects),
             "sft": n_sft,
             "sft_questions": sum(1 for r in rows if labels[r.id].completions),
@@ -203,4 +206,8 @@ def render_report(report: dict[str, Any]) -> Any:
         kind = f"SFT rows ({', '.join(own)} as self rows, the rest pre-filled)" if own else "pre-filled SFT rows"
         parts.append(f"renderings: {r['rows']} {kind} from {r['questions']} questions "
                      f"(mean budget {lengths}){skipped}")  # fmt: skip
+        if "stating_questions" in r:
+            st = r["stating_questions"]
+            parts.append(f"stating questions: {st['questions']} of {st['asked']} asked, {st['rows']} self rows "
+                         f"({', '.join(own)}) with no sampled answer or GRPO row")
     return Group(*parts)

@@ -58,16 +58,22 @@ def build_sft_dataset(rows: list[dict[str, Any]], cfg: Recipe, tokenizer, *, rea
     def reading_prompt(question: str) -> dict[str, Any]:  # sft.budget_reading_prompt: the row's question too
         return {"question": question, **prompt_options(cfg)} if cfg.sft.budget_reading_prompt else {}
 
+    if not stating and (n := sum(bool(r.get("stating")) for r in rows)):
+        raise TrainingError(f"the prepared data has {n} stating-question rows (data.stating_questions), which train "
+                            "only as budget-stating rows, but sft.budget_stating_rows is 0; set it (e.g. 2) or "
+                            "prepare without --stating-questions")
     for r in rows:
         try:
-            ids, mask = protocol.encode_training_example(
-                tokenizer, r["question"], r["completion"], prefilled=bool(r.get("prefilled")), **prompt_options(cfg)
-            )
             if stating and not r.get("prefilled"):
                 ids_s, mask_s = protocol.encode_budget_stating(
                     tokenizer, r["question"], r["completion"], **prompt_options(cfg))  # fmt: skip
                 full += [{"input_ids": ids_s, "completion_mask": mask_s, LENGTH_COLUMN: stating_group,
                           QUESTION: r["question"]}] * stating
+            if r.get("stating"):  # data.stating_questions: the number only, not one more short answer to copy
+                continue
+            ids, mask = protocol.encode_training_example(
+                tokenizer, r["question"], r["completion"], prefilled=bool(r.get("prefilled")), **prompt_options(cfg)
+            )
             example = {"input_ids": ids, "completion_mask": mask, LENGTH_COLUMN: len(ids)}
             if weight != 1 and not r.get("prefilled"):
                 example[LOSS_WEIGHT_COLUMN] = budget_tag_weights(tokenizer, r["completion"], mask, weight)
@@ -169,27 +175,46 @@ def shared_lengths(examples: list[dict[str, Any]], *, by_question: bool = False)
     return [{**{c: v for c, v in e.items() if c != QUESTION}, LENGTH_COLUMN: length(e)} for e in examples]
 
 
-def budget_reading_draws(rows: list[dict[str, Any]], per_question: int, *, seed: int) -> list[tuple[int, str, str]]:
-    """``(budget, completion, question)`` for ``sft.budget_reading_samples``: per question, ``per_question`` budgets
-    drawn log-uniformly over [½ × its shortest, 1.5 × its longest labelled budget], each paired with the
-    question's labelled completion whose budget is nearest in ratio — what a user who pre-fills that budget
-    should get. Labels alone show a few exact numbers per style; the draws cover the range between them.
-
-    >>> rows = [{"question": "q", "completion": f"<budget>{b}</budget><solution>s{b}</solution>"} for b in (10, 40)]
-    >>> sorted({(b <= 20, c[-14:-11]) for b, c, _ in budget_reading_draws(rows, 50, seed=0)})
-    [(False, 's40'), (True, 's10')]
-    """
-    if not per_question:
-        return []
+def labelled_budgets(rows: list[dict[str, Any]]) -> dict[str, list[tuple[int, str]]]:
+    """Each question's ``(budget, completion)`` rows, in file order; stating-question rows (``stating``, which
+    train as budget-stating rows only) are not labelled answers to read into."""
     by_question: dict[str, list[tuple[int, str]]] = {}
     for r in rows:
+        if r.get("stating"):
+            continue
         budget = protocol.parse_completion(r["completion"]).budget
         if budget is None:
             raise TrainingError(f"SFT row {r.get('id')!r}: no <budget>N</budget> to draw reading rows around")
         by_question.setdefault(r["question"], []).append((budget, r["completion"]))
+    return by_question
+
+
+def undrawn_questions(rows: list[dict[str, Any]]) -> int:
+    """How many questions ``budget_reading_draws`` passes over: those labelled at one length only."""
+    return sum(len({b for b, _ in labelled}) < 2 for labelled in labelled_budgets(rows).values())
+
+
+def budget_reading_draws(rows: list[dict[str, Any]], per_question: int, *, seed: int) -> list[tuple[int, str, str]]:
+    """``(budget, completion, question)`` for ``sft.budget_reading_samples``: per question, ``per_question`` budgets
+    drawn log-uniformly over [½ × its shortest, 1.5 × its longest labelled budget], each paired with the
+    question's labelled completion whose budget is nearest in ratio — what a user who pre-fills that budget
+    should get. Labels alone show a few exact numbers per style; the draws cover the range between them. A
+    question labelled at one length has no range: its draws would all read into that one answer, teaching that
+    the number does not matter, so it gets none (``undrawn_questions`` counts them).
+
+    >>> rows = [{"question": "q", "completion": f"<budget>{b}</budget><solution>s{b}</solution>"} for b in (10, 40)]
+    >>> sorted({(b <= 20, c[-14:-11]) for b, c, _ in budget_reading_draws(rows, 50, seed=0)})
+    [(False, 's40'), (True, 's10')]
+    >>> budget_reading_draws(rows[:1] * 2, 50, seed=0), undrawn_questions(rows[:1] * 2)
+    ([], 1)
+    """
+    if not per_question:
+        return []
     rng = random.Random(seed)
     draws = []
-    for question, labelled in by_question.items():
+    for question, labelled in labelled_budgets(rows).items():
+        if len({b for b, _ in labelled}) < 2:  # one length: no other answer a budget could ask for
+            continue
         lo = max(1.0, min(b for b, _ in labelled) / 2)
         hi = max(lo, 1.5 * max(b for b, _ in labelled))
         for _ in range(per_question):

@@ -29,7 +29,13 @@ from sblite.data.prepared import PreparedData, PreparedDataError, check_renderin
 from sblite.provenance import git_commit, package_versions
 from sblite.rundir import RunDir
 from sblite.train import TrainingError, ZeroSignalStop
-from sblite.train.datasets import build_grpo_dataset, build_sft_dataset, check_completion_length, keep_columns
+from sblite.train.datasets import (
+    build_grpo_dataset,
+    build_sft_dataset,
+    check_completion_length,
+    keep_columns,
+    undrawn_questions,
+)
 from sblite.train.trl_args import shared_kwargs, trl_config
 
 
@@ -140,11 +146,17 @@ def run_sft(
     no_engine = cfg.model.model_copy(update={"fast_inference": False})
     model, tokenizer = backend.load(no_engine, cfg.lora, adapter=cfg.model.adapter, seed=cfg.sft.seed)
     dataset = build_sft_dataset(data.sft, cfg, tokenizer)
+    undrawn = undrawn_questions(data.sft) if cfg.sft.budget_reading_samples else 0
+    if undrawn:
+        console.print(f"sft.budget_reading_samples: {undrawn} questions are labelled at one length only, so none of "
+                      "their budget-reading rows are drawn (nothing to read between)")
     args = _args(SFTConfig, cfg.sft, backend, cfg, run, "sft", console, strict=strict, extra=keep_columns(dataset, cfg.sft.trl_args))
     trainer = _sft_trainer(model, tokenizer, dataset, args, "sft", run, console, pack=_pack(cfg, backend))
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     steps, notes = trainer.state.global_step, {"examples": len(dataset)}
+    if undrawn:
+        notes["undrawn_questions"] = undrawn  # no range to draw reading budgets in: budget_reading_draws
     reading = build_sft_dataset(data.sft, cfg, tokenizer, reading_phase=True) if cfg.sft.budget_reading_epochs else None
     if reading is not None:
         trainer = _sft_reading_phase(trainer.model, tokenizer, reading, cfg, backend, run, console, strict=strict)
@@ -344,7 +356,7 @@ def run_training(
         raise TrainingError("no data: pass --data DIR (a `sblite prepare` output) or set data.path")
     try:
         data = load_prepared(cfg.data.path)
-        check_renderings(data, cfg.data.renderings, cfg.data.self_renderings)
+        check_renderings(data, cfg.data.renderings, cfg.data.self_renderings, cfg.data.stating_questions)
     except PreparedDataError as err:
         raise TrainingError(str(err)) from None
     if "grpo" in cfg.stages:
