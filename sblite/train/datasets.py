@@ -189,9 +189,14 @@ def labelled_budgets(rows: list[dict[str, Any]]) -> dict[str, list[tuple[int, st
     return by_question
 
 
+def _one_length(labelled: list[tuple[int, str]]) -> bool:
+    """A question labelled at one length has no range to draw reading budgets in (``budget_reading_draws``)."""
+    return len({b for b, _ in labelled}) < 2
+
+
 def undrawn_questions(rows: list[dict[str, Any]]) -> int:
     """How many questions ``budget_reading_draws`` passes over: those labelled at one length only."""
-    return sum(len({b for b, _ in labelled}) < 2 for labelled in labelled_budgets(rows).values())
+    return sum(_one_length(labelled) for labelled in labelled_budgets(rows).values())
 
 
 def budget_reading_draws(rows: list[dict[str, Any]], per_question: int, *, seed: int) -> list[tuple[int, str, str]]:
@@ -213,7 +218,7 @@ def budget_reading_draws(rows: list[dict[str, Any]], per_question: int, *, seed:
     rng = random.Random(seed)
     draws = []
     for question, labelled in labelled_budgets(rows).items():
-        if len({b for b, _ in labelled}) < 2:  # one length: no other answer a budget could ask for
+        if _one_length(labelled):  # no other answer a budget could ask for
             continue
         lo = max(1.0, min(b for b, _ in labelled) / 2)
         hi = max(lo, 1.5 * max(b for b, _ in labelled))
